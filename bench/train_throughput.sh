@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Training throughput, cifar100 vs PyTorch, in one run on this machine: WRN-16-4 (or DEPTH/WIDTH), batch
+# 128, fp32 and bf16. cifar100 trains on the real data (loader, crop+flip, label smoothing, SGD Nesterov,
+# clipping) and its second epoch's images/s is reported; PyTorch (Debian's python3-torch, the same model
+# from tools/reference) trains on synthetic tensors with no data loading at all. Both use 2 threads.
+# PyTorch is also shown with glibc's malloc tuned the way cifar100 tunes its allocator, for fairness.
+#   bench/train_throughput.sh            (needs build/cifar100 and CIFAR100_ARCHIVE or CIFAR100_DATA_DIR)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEPTH="${DEPTH:-16}"; WIDTH="${WIDTH:-4}"; BATCH="${BATCH:-128}"; STEPS="${STEPS:-30}"; THREADS="${THREADS:-2}"
+if [ -z "${CIFAR100_ARCHIVE:-}" ] && [ -f ../shared/data/cifar-100-binary.tar.gz ]; then
+  export CIFAR100_ARCHIVE="$(cd ../shared/data && pwd)/cifar-100-binary.tar.gz"
+fi
+PY=/usr/bin/python3
+tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
+ours() {  # precision -> images/s of the second epoch
+  ./build/cifar100 train --out "$tmp/run-$1" --overwrite --set depth="$DEPTH" --set width="$WIDTH" \
+    --set batch_size="$BATCH" --set train_limit=$((BATCH * STEPS)) --set epochs=2 --set val_size=100 \
+    --set warmup_epochs=0 --set mixup_alpha=0 --set dropout=0 --set precision="$1" --set threads="$THREADS" \
+    --set log_interval=0 >"$tmp/log-$1" 2>&1 || { cat "$tmp/log-$1"; exit 1; }
+  $PY -c "import json,sys; print(json.loads(open(sys.argv[1]).readlines()[1])['images_per_second'])" "$tmp/run-$1/metrics.jsonl"
+}
+theirs() {  # precision [env...] -> images/s
+  local p="$1"; shift
+  env "$@" $PY tools/reference/bench_train.py "$DEPTH" "$WIDTH" "$BATCH" "$STEPS" "$p" "$THREADS" | sed 's/.*images_per_second=//'
+}
+echo "WRN-$DEPTH-$WIDTH, batch $BATCH, $STEPS steps, $THREADS threads ($(nproc) cores)"
+printf "%-6s %14s %14s %8s %24s %8s\n" precision cifar100 pytorch ratio "pytorch(malloc tuned)" ratio
+for p in fp32 bf16; do
+  o=$(ours "$p")
+  t=$(theirs "$p")
+  tt=$(theirs "$p" MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864)
+  $PY -c "import sys; o,t,tt=map(float,sys.argv[2:]); print(f'{sys.argv[1]:<9} {o:11.1f} img/s {t:8.1f} img/s {o/t:7.2f}x {tt:17.1f} img/s {o/tt:8.2f}x')" "$p" "$o" "$t" "$tt"
+done

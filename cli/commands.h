@@ -1,0 +1,35 @@
+// The subcommands of `cifar100`. Each add_* declares its options on the root app and returns the
+// function that runs it after parsing. Only cli/ parses argv, prints usage and chooses exit codes:
+//   0 success, 1 runtime failure (data, files, training), 2 usage or configuration error.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "common/config.h"
+
+namespace cifar::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_train(CLI::App& root);
+Runner add_eval(CLI::App& root);
+Runner add_data(CLI::App& root);
+
+// Options shared by every command that reads a configuration.
+struct ConfigArgs {
+  std::string config;               // YAML file
+  std::vector<std::string> sets;    // key=value overrides
+  std::string data_dir, archive, device;
+};
+void add_config_args(CLI::App* app, ConfigArgs& a, bool with_config_file);
+// defaults < YAML file < environment < command line (--data-dir, --archive, --device, then --set).
+Config resolve(const ConfigArgs& a, const std::string& base_yaml = "");
+// Prints every config key with its default, environment variable and help.
+void print_config_help();
+// Logs the resolved configuration, one key per line, with where each value came from.
+void log_config(const Config& cfg);
+
+}  // namespace cifar::cli

@@ -1,0 +1,150 @@
+// `cifar100 data download|verify|info`: get the data set, check it, describe it.
+#include <array>
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "common/error.h"
+#include "common/fsutil.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "data/cifar.h"
+#include "data/fetch.h"
+
+namespace cifar::cli {
+
+namespace {
+struct DataArgs {
+  ConfigArgs cfg;
+  bool force = false;
+  std::string url;
+  bool checksums = false;
+  std::string json;
+};
+
+int run_download(const DataArgs& a) {
+  Config cfg = resolve(a.cfg);
+  if (!a.url.empty()) cfg.set("data_url", a.url, Source::CommandLine, "--url");
+  data::FetchOptions o = data::fetch_options(cfg);
+  o.force = a.force;
+  if (data::dataset_present(o.data_dir) && !o.force) {
+    log::info("data set already present in {} (use --force to fetch it again)", o.data_dir);
+    return 0;
+  }
+  data::ensure_dataset(o);
+  return 0;
+}
+
+struct SplitSummary {
+  int64_t records = 0;
+  std::array<int64_t, data::kNumClasses> per_class{};
+  std::array<double, 3> mean{}, std{};
+};
+
+SplitSummary summarize(const data::Split& s) {
+  SplitSummary r;
+  r.records = s.size();
+  for (uint8_t f : s.fine) ++r.per_class[f];
+  const int64_t plane = data::kImageSize * data::kImageSize;
+  for (int c = 0; c < 3; ++c) {
+    double sum = 0, sq = 0;
+    for (int64_t i = 0; i < s.size(); ++i) {
+      const uint8_t* p = s.image(i) + c * plane;
+      for (int64_t k = 0; k < plane; ++k) {
+        const double v = p[k] / 255.0;
+        sum += v;
+        sq += v * v;
+      }
+    }
+    const double n = static_cast<double>(s.size() * plane);
+    r.mean[static_cast<size_t>(c)] = n > 0 ? sum / n : 0;
+    r.std[static_cast<size_t>(c)] = n > 0 ? std::sqrt(std::max(0.0, sq / n - r.mean[c] * r.mean[c])) : 0;
+  }
+  return r;
+}
+
+int run_verify(const DataArgs& a) {
+  const Config cfg = resolve(a.cfg);
+  const std::string dir = data::resolve_data_dir(cfg);
+  const data::Dataset ds = data::read_dataset(dir);  // validates every record and label file
+  int problems = 0;
+  auto check = [&](const data::Split& s, int64_t expected, int64_t per_class) {
+    if (s.size() != expected) {
+      log::error("'{}' holds {} records; the official file holds {}", s.path, s.size(), expected);
+      ++problems;
+    }
+    std::array<int64_t, data::kNumClasses> counts{};
+    for (uint8_t f : s.fine) ++counts[f];
+    for (int c = 0; c < data::kNumClasses; ++c)
+      if (counts[static_cast<size_t>(c)] != per_class) {
+        log::error("'{}': class {} ({}) has {} images; the official file has {} per class", s.path, c,
+                   ds.fine_names[static_cast<size_t>(c)], counts[static_cast<size_t>(c)], per_class);
+        ++problems;
+        break;
+      }
+  };
+  check(ds.train, data::kOfficialTrainRecords, 500);
+  check(ds.test, data::kOfficialTestRecords, 100);
+  if (a.checksums) {
+    const auto f = data::data_files(dir);
+    for (const auto& p : {f.train, f.test, f.fine_names, f.coarse_names})
+      log::info("sha256 {}  {}", hash::sha256_file(p), p);
+  }
+  if (problems) {
+    log::error("data set in {} is readable but is not the complete official CIFAR-100 ({} problem(s))", dir, problems);
+    return 1;
+  }
+  log::info("data set in {} is valid: {} training and {} test records, 100 classes, labels in range", dir,
+            ds.train.size(), ds.test.size());
+  return 0;
+}
+
+int run_info(const DataArgs& a) {
+  const Config cfg = resolve(a.cfg);
+  const std::string dir = data::resolve_data_dir(cfg);
+  const data::Dataset ds = data::read_dataset(dir);
+  nlohmann::json j = {{"dir", dir}};
+  for (const auto* s : {&ds.train, &ds.test}) {
+    const SplitSummary r = summarize(*s);
+    const auto [lo, hi] = std::minmax_element(r.per_class.begin(), r.per_class.end());
+    const char* name = s == &ds.train ? "train" : "test";
+    std::printf("%-5s %6lld images  %lld..%lld per class  mean %.4f %.4f %.4f  std %.4f %.4f %.4f  (%s)\n", name,
+                static_cast<long long>(r.records), static_cast<long long>(*lo), static_cast<long long>(*hi), r.mean[0],
+                r.mean[1], r.mean[2], r.std[0], r.std[1], r.std[2], s->path.c_str());
+    j[name] = {{"images", r.records}, {"per_class_min", *lo}, {"per_class_max", *hi}, {"mean", r.mean}, {"std", r.std},
+               {"path", s->path}};
+  }
+  std::printf("classes: %zu fine (", ds.fine_names.size());
+  for (size_t i = 0; i < 5 && i < ds.fine_names.size(); ++i) std::printf("%s%s", i ? ", " : "", ds.fine_names[i].c_str());
+  std::printf(", ...), %zu coarse\n", ds.coarse_names.size());
+  j["fine_label_names"] = ds.fine_names;
+  j["coarse_label_names"] = ds.coarse_names;
+  if (!a.json.empty()) fs::write_atomic(a.json, j.dump(2) + "\n");
+  return 0;
+}
+}  // namespace
+
+Runner add_data(CLI::App& root) {
+  auto a = std::make_shared<DataArgs>();
+  CLI::App* sub = root.add_subcommand("data", "download, verify or describe the CIFAR-100 data set");
+  sub->require_subcommand(1);
+  CLI::App* dl = sub->add_subcommand("download", "fetch (or extract a local archive) into the data directory");
+  add_config_args(dl, a->cfg, false);
+  dl->add_flag("--force", a->force, "fetch and extract again even if the data set is present");
+  dl->add_option("--url", a->url, "download address (default: the official archive; env CIFAR100_DATA_URL)");
+  CLI::App* vf = sub->add_subcommand("verify", "check every record, label and count of the extracted data set");
+  add_config_args(vf, a->cfg, false);
+  vf->add_flag("--checksums", a->checksums, "also print the SHA-256 of each file");
+  CLI::App* in = sub->add_subcommand("info", "print sizes, class counts and channel statistics");
+  add_config_args(in, a->cfg, false);
+  in->add_option("--json", a->json, "also write the summary to this JSON file");
+  return [a, dl, vf, in]() -> int {
+    if (dl->parsed()) return run_download(*a);
+    if (vf->parsed()) return run_verify(*a);
+    if (in->parsed()) return run_info(*a);
+    return 2;
+  };
+}
+
+}  // namespace cifar::cli

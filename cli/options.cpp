@@ -1,0 +1,50 @@
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "common/log.h"
+
+namespace cifar::cli {
+
+void add_config_args(CLI::App* app, ConfigArgs& a, bool with_config_file) {
+  if (with_config_file)
+    app->add_option("--config,-c", a.config, "YAML config file (e.g. configs/quick-cpu.yaml)")->check(CLI::ExistingFile);
+  app->add_option("--set,-s", a.sets, "override a config key: --set key=value (repeatable)")->allow_extra_args(false);
+  app->add_option("--data-dir", a.data_dir, "extracted data set directory (env CIFAR100_DATA_DIR)");
+  app->add_option("--archive", a.archive, "local cifar-100-binary.tar.gz to use instead of downloading (env CIFAR100_ARCHIVE)");
+  app->add_option("--device", a.device, "auto, cpu or cuda (env CIFAR100_DEVICE)");
+}
+
+Config resolve(const ConfigArgs& a, const std::string& base_yaml) {
+  Config c;
+  if (!base_yaml.empty()) c.load_yaml_file(base_yaml);
+  if (!a.config.empty()) c.load_yaml_file(a.config);
+  c.apply_env();
+  if (!a.data_dir.empty()) c.set("data_dir", a.data_dir, Source::CommandLine, "--data-dir");
+  if (!a.archive.empty()) c.set("archive", a.archive, Source::CommandLine, "--archive");
+  if (!a.device.empty()) c.set("device", a.device, Source::CommandLine, "--device");
+  c.apply_overrides(a.sets);
+  c.validate();
+  return c;
+}
+
+void print_config_help() {
+  std::string section;
+  std::printf("Config keys (YAML file < environment < --set key=value):\n");
+  for (const auto& o : option_table()) {
+    if (o.section != section) std::printf("\n[%s]\n", (section = o.section).c_str());
+    std::string def = o.default_value.empty() ? "\"\"" : o.default_value;
+    std::printf("  %-24s default %s%s\n      %s\n", o.key.c_str(), def.c_str(),
+                o.env.empty() ? "" : ("  env " + o.env).c_str(), o.help.c_str());
+  }
+}
+
+void log_config(const Config& cfg) {
+  log::info("resolved configuration:");
+  for (const auto& o : option_table()) {
+    const Source src = cfg.source(o.key);
+    log::info("  {}: {}{}", o.key, cfg.text(o.key),
+              src == Source::Default ? "" : fmt::format("  ({})", source_name(src)));
+  }
+}
+
+}  // namespace cifar::cli

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The main job: installs the Debian packages, builds, and trains the quick CPU preset on the real data
+# (downloading the official archive, or extracting CIFAR100_ARCHIVE, which defaults to
+# ../shared/data/cifar-100-binary.tar.gz when that copy exists). Extra arguments go to `cifar100 train`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup-debian.sh
+./scripts/build.sh
+if [ -z "${CIFAR100_ARCHIVE:-}" ] && [ -f ../shared/data/cifar-100-binary.tar.gz ]; then
+  export CIFAR100_ARCHIVE="$(cd ../shared/data && pwd)/cifar-100-binary.tar.gz"
+fi
+exec ./build/cifar100 train --config configs/quick-cpu.yaml --out "${OUT:-runs/quick-cpu}" --overwrite "$@"

@@ -1,0 +1,80 @@
+// The one table of options (name, type, default, help, environment variable, allowed range) and the
+// resolved Config. Precedence: command line (--set) > environment > config file (YAML) > default.
+// Every value is checked when it is set; cross-field rules are checked by validate().
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace cifar {
+
+enum class OptType { Int, Float, Bool, String };
+
+struct OptionSpec {
+  std::string key;
+  OptType type;
+  std::string default_value;
+  std::string help;
+  std::string section;               // model, data, optim, augment, system
+  std::string env;                   // environment variable, "" if none
+  std::vector<std::string> choices;  // allowed values of a String option, empty = any
+  double min = -1e300, max = 1e300;  // inclusive bounds of numeric options
+  bool max_exclusive = false;
+};
+
+// The table, in display order.
+const std::vector<OptionSpec>& option_table();
+const OptionSpec* find_option(const std::string& key);
+
+enum class Source { Default, File, Env, CommandLine };
+const char* source_name(Source s);
+
+class Config {
+ public:
+  using Value = std::variant<int64_t, double, bool, std::string>;
+
+  // All options at their defaults.
+  Config();
+
+  // Set one option from text; throws ConfigError naming `origin` (file, env var or option) on a bad value
+  // or an unknown key (with the nearest known key as a suggestion).
+  void set(const std::string& key, const std::string& text, Source source, const std::string& origin);
+  // YAML mapping of key: scalar. Throws ConfigError naming the file and key.
+  void load_yaml_file(const std::string& path);
+  void load_yaml_string(const std::string& text, const std::string& origin);
+  // Every option that declares an environment variable and finds it set.
+  void apply_env();
+  // "key=value" strings from the command line.
+  void apply_overrides(const std::vector<std::string>& assignments);
+  // Cross-field rules (e.g. depth = 6n+4, warmup shorter than training).
+  void validate() const;
+
+  int64_t i(const std::string& key) const;
+  double f(const std::string& key) const;
+  bool b(const std::string& key) const;
+  const std::string& s(const std::string& key) const;
+  Source source(const std::string& key) const;
+  std::string text(const std::string& key) const;  // value as text, as it would be written in YAML
+
+  std::string to_yaml() const;
+  nlohmann::json to_json() const;
+  // Keys whose values differ between two configs.
+  std::vector<std::string> diff(const Config& other) const;
+
+ private:
+  const Value& get(const std::string& key, OptType type) const;
+  std::map<std::string, Value> values_;
+  std::map<std::string, Source> sources_;
+};
+
+// Convenience: defaults, then the YAML file (if not empty), then the environment, then overrides.
+Config resolve_config(const std::string& yaml_path, const std::vector<std::string>& overrides);
+
+// Nearest key by edit distance, "" when nothing is close.
+std::string suggest_key(const std::string& key);
+
+}  // namespace cifar

@@ -1,0 +1,113 @@
+#include "common/fsutil.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace cifar::fs {
+
+namespace stdfs = std::filesystem;
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) fail("cannot open '{}': {}", path, std::strerror(errno));
+  const auto size = static_cast<size_t>(in.tellg());
+  std::vector<uint8_t> data(size);
+  in.seekg(0);
+  if (size > 0 && !in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(size)))
+    fail("cannot read '{}': {}", path, std::strerror(errno));
+  return data;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("cannot open '{}': {}", path, std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void sync_dir(const std::string& dir) {
+  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;  // best effort: some file systems do not allow opening directories
+  ::fsync(fd);
+  ::close(fd);
+}
+
+void write_atomic(const std::string& path, const void* data, size_t size) {
+  const stdfs::path target(path);
+  const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
+  std::string tmp = (stdfs::path(dir) / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
+  int fd = ::mkstemp(tmp.data());
+  if (fd < 0) fail("cannot create a temporary file next to '{}': {}", path, std::strerror(errno));
+  auto cleanup = [&](const char* what) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    fail("cannot write '{}' ({} failed: {}); the previous file, if any, is unchanged", path, what, std::strerror(err));
+  };
+  const char* p = static_cast<const char*>(data);
+  size_t left = size;
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      cleanup("write");
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) cleanup("fsync");
+  if (::fchmod(fd, 0644) != 0) cleanup("chmod");
+  if (::close(fd) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    fail("cannot write '{}' (close failed: {})", path, std::strerror(err));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    fail("cannot rename the new '{}' into place: {}", path, std::strerror(err));
+  }
+  sync_dir(dir);
+}
+
+void write_atomic(const std::string& path, const std::string& data) { write_atomic(path, data.data(), data.size()); }
+
+void append_line(const std::string& path, const std::string& line) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd < 0) fail("cannot open '{}' for appending: {}", path, std::strerror(errno));
+  std::string buf = line + "\n";
+  ssize_t n = ::write(fd, buf.data(), buf.size());
+  int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(buf.size())) fail("cannot append to '{}': {}", path, std::strerror(err));
+}
+
+void make_dirs(const std::string& path) {
+  std::error_code ec;
+  stdfs::create_directories(path, ec);
+  if (ec) fail("cannot create directory '{}': {}", path, ec.message());
+}
+
+bool exists(const std::string& path) {
+  std::error_code ec;
+  return stdfs::exists(path, ec);
+}
+
+std::string default_cache_dir() {
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return (stdfs::path(x) / "cifar100").string();
+  if (const char* h = std::getenv("HOME"); h && *h) return (stdfs::path(h) / ".cache" / "cifar100").string();
+  return (stdfs::temp_directory_path() / "cifar100-cache").string();
+}
+
+}  // namespace cifar::fs

@@ -1,0 +1,1 @@
+// Anchor translation unit that owns the LibTorch precompiled header (CMake target cifar_torch_pch).

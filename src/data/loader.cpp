@@ -1,0 +1,123 @@
+#include "data/loader.h"
+
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "common/rng.h"
+
+namespace cifar::data {
+
+Loader::Loader(const Split& split, std::vector<int64_t> indices, LoaderOptions opts)
+    : split_(split), indices_(std::move(indices)), opts_(opts) {
+  if (opts_.batch_size < 1) fail("loader: batch size must be at least 1");
+  const auto n = static_cast<int64_t>(indices_.size());
+  batches_ = (opts_.drop_last && n >= opts_.batch_size) ? n / opts_.batch_size
+                                                        : (n + opts_.batch_size - 1) / opts_.batch_size;
+  for (int i = 0; i < opts_.workers; ++i) threads_.emplace_back([this] { worker_loop(); });
+}
+
+Loader::~Loader() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_work_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
+  std::vector<int64_t> order = indices_;
+  if (opts_.shuffle) {
+    Rng rng(opts_.seed, Stream::Shuffle, {static_cast<uint64_t>(epoch)});
+    rng.shuffle(order.begin(), order.end());
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++generation_;
+    epoch_ = epoch;
+    order_ = std::make_shared<const std::vector<int64_t>>(std::move(order));
+    next_assign_ = next_deliver_ = std::clamp<int64_t>(first_batch, 0, batches_);
+    ready_.clear();
+    error_ = nullptr;
+  }
+  cv_work_.notify_all();
+}
+
+Batch Loader::make_batch(int64_t b, int64_t epoch, const Order& order_ptr) const {
+  const std::vector<int64_t>& order = *order_ptr;
+  const int64_t begin = b * opts_.batch_size;
+  const int64_t end = std::min<int64_t>(begin + opts_.batch_size, static_cast<int64_t>(order.size()));
+  const int64_t bs = end - begin;
+  Batch batch;
+  batch.index = b;
+  at::Tensor images = opts_.channels_last ? torch::empty({bs, kImageSize, kImageSize, kChannels}, torch::kFloat32)
+                                          : torch::empty({bs, kChannels, kImageSize, kImageSize}, torch::kFloat32);
+  at::Tensor labels = torch::empty({bs}, torch::kInt64);
+  float* img = images.data_ptr<float>();
+  int64_t* lab = labels.data_ptr<int64_t>();
+  const int pad = opts_.augment ? opts_.aug.crop_padding : 0;
+  for (int64_t k = 0; k < bs; ++k) {
+    const int64_t idx = order[static_cast<size_t>(begin + k)];
+    CropFlip cf;
+    if (opts_.augment) {
+      Rng rng(opts_.seed, Stream::Augment, {static_cast<uint64_t>(epoch), static_cast<uint64_t>(idx)});
+      cf = draw_crop_flip(opts_.aug, rng);
+    } else {
+      cf.top = cf.left = pad;
+    }
+    apply_crop_flip_normalize(split_.image(idx), img + k * kPixels, pad, cf, opts_.channels_last);
+    lab[k] = split_.fine[static_cast<size_t>(idx)];
+  }
+  batch.images = opts_.channels_last ? images.permute({0, 3, 1, 2}) : images;
+  batch.labels = labels;
+  return batch;
+}
+
+void Loader::worker_loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_work_.wait(lock, [&] {
+      return stop_ || (epoch_ >= 0 && next_assign_ < batches_ && next_assign_ < next_deliver_ + opts_.prefetch);
+    });
+    if (stop_) return;
+    const int64_t b = next_assign_++;
+    const uint64_t gen = generation_;
+    const int64_t epoch = epoch_;
+    const Order order = order_;
+    lock.unlock();
+    Batch batch;
+    std::exception_ptr err;
+    try {
+      batch = make_batch(b, epoch, order);
+    } catch (...) {
+      err = std::current_exception();
+    }
+    lock.lock();
+    if (gen != generation_) continue;  // the epoch was restarted meanwhile; drop the stale batch
+    if (err) error_ = err;
+    else ready_.emplace(b, std::move(batch));
+    cv_ready_.notify_all();
+  }
+}
+
+std::optional<Batch> Loader::next() {
+  if (epoch_ < 0) fail("loader: next() called before start_epoch()");
+  if (threads_.empty()) {
+    if (next_deliver_ >= batches_) return std::nullopt;
+    const int64_t b = next_deliver_++;
+    return make_batch(b, epoch_, order_);
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  if (next_deliver_ >= batches_) return std::nullopt;
+  cv_ready_.wait(lock, [&] { return error_ || ready_.count(next_deliver_); });
+  if (error_) std::rethrow_exception(error_);
+  auto it = ready_.find(next_deliver_);
+  Batch batch = std::move(it->second);
+  ready_.erase(it);
+  ++next_deliver_;
+  lock.unlock();
+  cv_work_.notify_all();
+  return batch;
+}
+
+}  // namespace cifar::data

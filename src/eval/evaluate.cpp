@@ -1,0 +1,60 @@
+#include "eval/evaluate.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <numeric>
+
+#include "common/torch_compat.h"
+#include "data/loader.h"
+
+namespace cifar::eval {
+
+Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::vector<int64_t>& indices,
+                 const model::Runtime& rt, int64_t batch_size, int workers) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<int64_t> idx = indices;
+  if (idx.empty()) {
+    idx.resize(static_cast<size_t>(split.size()));
+    std::iota(idx.begin(), idx.end(), 0);
+  }
+  data::LoaderOptions lo;
+  lo.batch_size = batch_size;
+  lo.workers = workers;
+  lo.channels_last = rt.channels_last;
+  data::Loader loader(split, idx, lo);
+  loader.start_epoch(0);
+
+  const bool was_training = net->is_training();
+  net->eval();
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss_sum = torch::zeros({}, torch::dtype(torch::kFloat64).device(rt.device));
+  torch::Tensor top1 = torch::zeros({}, torch::dtype(torch::kInt64).device(rt.device));
+  torch::Tensor top5 = torch::zeros({}, torch::dtype(torch::kInt64).device(rt.device));
+  while (auto batch = loader.next()) {
+    auto x = batch->images.to(rt.device, /*non_blocking=*/true);
+    auto y = batch->labels.to(rt.device, /*non_blocking=*/true);
+    torch::Tensor logits;
+    {
+      compat::AutocastGuard amp(rt.device.type(), rt.bf16);
+      logits = net->forward(x);
+    }
+    logits = logits.to(torch::kFloat32);
+    loss_sum += torch::nn::functional::cross_entropy(logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)).to(torch::kFloat64);
+    auto top = std::get<1>(logits.topk(std::min<int64_t>(5, logits.size(1)), 1));
+    auto hits = top.eq(y.unsqueeze(1));
+    top1 += hits.select(1, 0).sum();
+    top5 += hits.any(1).sum();
+  }
+  if (was_training) net->train();
+  Metrics m;
+  m.count = static_cast<int64_t>(idx.size());
+  const double n = static_cast<double>(m.count);
+  m.loss = loss_sum.item<double>() / n;
+  m.top1 = static_cast<double>(top1.item<int64_t>()) / n;
+  m.top5 = static_cast<double>(top5.item<int64_t>()) / n;
+  m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return m;
+}
+
+}  // namespace cifar::eval

@@ -1,0 +1,23 @@
+// Evaluation of a model on a set of images: cross-entropy (no label smoothing), top-1 and top-5,
+// in eval mode, without gradients, with the runtime's precision and memory format.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "data/cifar.h"
+#include "model/device.h"
+#include "model/wide_resnet.h"
+
+namespace cifar::eval {
+
+struct Metrics {
+  double loss = 0, top1 = 0, top5 = 0;  // top-k as fractions in [0, 1]
+  int64_t count = 0;
+  double seconds = 0;
+};
+
+// `indices` = which images of `split` (empty = all of them).
+Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::vector<int64_t>& indices,
+                 const model::Runtime& rt, int64_t batch_size, int workers = 1);
+
+}  // namespace cifar::eval

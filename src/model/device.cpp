@@ -1,0 +1,61 @@
+#include "model/device.h"
+
+#include <torch/torch.h>
+
+#include "common/config.h"
+#include "common/cpu.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "model/cpu_allocator.h"
+
+namespace cifar::model {
+
+std::string Runtime::describe() const {
+  return fmt::format("device={} precision={} threads={} memory_format={}", device.str(), bf16 ? "bf16-autocast" : "fp32",
+                     threads, channels_last ? "channels_last" : "contiguous");
+}
+
+Runtime setup_runtime(const Config& cfg) {
+  Runtime rt;
+  const std::string& dev = cfg.s("device");
+  const bool cuda_ok = torch::cuda::is_available();
+  if (dev == "cuda") {
+    if (!cuda_ok)
+      fail("device=cuda was asked for, but {} (set device=cpu or device=auto)",
+           torch::cuda::device_count() == 0 && !torch::hasCUDA() ? "this LibTorch was built without CUDA"
+                                                                  : "no CUDA GPU is visible");
+    rt.device = c10::Device(c10::kCUDA, 0);
+  } else if (dev == "auto" && cuda_ok) {
+    rt.device = c10::Device(c10::kCUDA, 0);
+  }
+  const std::string& prec = cfg.s("precision");
+  if (prec == "bf16") {
+    rt.bf16 = true;
+    if (rt.device.is_cpu() && !cpu::has_fast_bf16())
+      log::warn("precision=bf16 on a CPU without AVX512-BF16 or AMX: bf16 is emulated and likely slower than fp32");
+  } else if (prec == "auto") {
+    rt.bf16 = rt.device.is_cuda() || cpu::has_fast_bf16();
+  }
+  rt.threads = cfg.i("threads") > 0 ? static_cast<int>(cfg.i("threads")) : cpu::available_cores();
+  torch::set_num_threads(rt.threads);
+  rt.channels_last = cfg.b("channels_last");
+  if (cfg.b("caching_allocator")) install_caching_cpu_allocator(size_t{8} << 30);
+  return rt;
+}
+
+void seed_torch(uint64_t seed) {
+  torch::manual_seed(seed);
+  if (torch::cuda::is_available()) torch::cuda::manual_seed_all(seed);
+}
+
+}  // namespace cifar::model
+
+namespace cifar::model {
+void place_module(torch::nn::Module& m, const Runtime& rt) {
+  m.to(rt.device);
+  if (!rt.channels_last) return;
+  torch::NoGradGuard no_grad;
+  for (auto& p : m.parameters())
+    if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
+}
+}  // namespace cifar::model

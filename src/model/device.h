@@ -1,0 +1,36 @@
+// Where and how tensors run: device (auto picks CUDA when LibTorch has it and a GPU is present),
+// CPU threads, and precision (bf16 autocast where the hardware supports it, when precision=auto).
+#pragma once
+#include <string>
+
+#include <c10/core/Device.h>
+
+namespace cifar {
+class Config;
+}
+
+namespace cifar::model {
+
+struct Runtime {
+  c10::Device device{c10::kCPU};
+  bool bf16 = false;  // autocast to bfloat16 in forward passes
+  int threads = 1;
+  bool channels_last = true;
+  std::string describe() const;
+};
+
+// Resolves device/precision/threads from the config and applies the thread setting.
+Runtime setup_runtime(const Config& cfg);
+// Seeds torch's global generators (CPU and CUDA).
+void seed_torch(uint64_t seed);
+
+}  // namespace cifar::model
+
+namespace torch::nn {
+class Module;
+}
+namespace cifar::model {
+// Moves a module to the runtime's device and, when channels_last is set, converts its 4-D parameters to
+// the channels-last memory format.
+void place_module(torch::nn::Module& m, const Runtime& rt);
+}  // namespace cifar::model

@@ -1,0 +1,121 @@
+#include "model/wide_resnet.h"
+
+#include <torch/torch.h>
+
+#include "common/error.h"
+
+namespace cifar::model {
+
+namespace nn = torch::nn;
+
+namespace {
+nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride) {
+  return nn::Conv2d(nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2).bias(false));
+}
+}  // namespace
+
+WideBasicImpl::WideBasicImpl(int64_t in_planes, int64_t out_planes, int64_t stride, double p) {
+  bn1 = register_module("bn1", nn::BatchNorm2d(in_planes));
+  conv1 = register_module("conv1", conv(in_planes, out_planes, 3, stride));
+  bn2 = register_module("bn2", nn::BatchNorm2d(out_planes));
+  dropout = register_module("dropout", nn::Dropout(p));
+  conv2 = register_module("conv2", conv(out_planes, out_planes, 3, 1));
+  if (in_planes != out_planes || stride != 1) shortcut = register_module("shortcut", conv(in_planes, out_planes, 1, stride));
+}
+
+// In-place ReLU after batch norm and in-place residual add: batch-norm backward needs its input, not its
+// output, and convolution backward needs neither output, so autograd allows both and every step saves
+// three activation-sized allocations and memory passes per block.
+torch::Tensor WideBasicImpl::forward(const torch::Tensor& x) {
+  torch::Tensor o = bn1->forward(x).relu_();
+  torch::Tensor y = conv1->forward(o);
+  y = bn2->forward(y).relu_();
+  y = conv2->forward(dropout->forward(y));
+  return y.add_(shortcut ? shortcut->forward(o) : x);
+}
+
+WideResNetImpl::WideResNetImpl(const WrnConfig& cfg) : cfg_(cfg) {
+  if (cfg.depth < 10 || (cfg.depth - 4) % 6 != 0)
+    fail("WideResNet depth {} is not 6n+4 (10, 16, 22, 28, 34, 40, ...)", cfg.depth);
+  if (cfg.width < 1) fail("WideResNet width must be at least 1, got {}", cfg.width);
+  const int64_t n = (cfg.depth - 4) / 6;
+  const int64_t widths[4] = {16, 16 * cfg.width, 32 * cfg.width, 64 * cfg.width};
+  stem = register_module("stem", conv(3, widths[0], 3, 1));
+  nn::Sequential* layers[3] = {&layer1, &layer2, &layer3};
+  int64_t in = widths[0];
+  for (int g = 0; g < 3; ++g) {
+    nn::Sequential seq;
+    for (int64_t b = 0; b < n; ++b) {
+      const int64_t stride = (b == 0 && g > 0) ? 2 : 1;
+      seq->push_back(WideBasic(in, widths[g + 1], stride, cfg.dropout));
+      in = widths[g + 1];
+    }
+    *layers[g] = register_module("layer" + std::to_string(g + 1), seq);
+  }
+  bn = register_module("bn", nn::BatchNorm2d(in));
+  fc = register_module("fc", nn::Linear(in, cfg.num_classes));
+  init_weights(*this);
+}
+
+torch::Tensor WideResNetImpl::forward(const torch::Tensor& x) {
+  torch::Tensor y = stem->forward(x);
+  y = layer3->forward(layer2->forward(layer1->forward(y)));
+  y = bn->forward(y).relu_();
+  y = torch::adaptive_avg_pool2d(y, {1, 1}).flatten(1);
+  return fc->forward(y);
+}
+
+void init_weights(WideResNetImpl& net) {
+  torch::NoGradGuard no_grad;
+  for (auto& m : net.modules(/*include_self=*/false)) {
+    if (auto* c = m->as<nn::Conv2d>()) {
+      nn::init::kaiming_normal_(c->weight, 0.0, torch::kFanIn, torch::kReLU);
+    } else if (auto* b = m->as<nn::BatchNorm2d>()) {
+      nn::init::ones_(b->weight);
+      nn::init::zeros_(b->bias);
+    } else if (auto* l = m->as<nn::Linear>()) {
+      nn::init::kaiming_normal_(l->weight, 0.0, torch::kFanIn, torch::kReLU);
+      nn::init::zeros_(l->bias);
+    }
+  }
+}
+
+int64_t count_parameters(const torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+int64_t count_macs(const WrnConfig& cfg) {
+  const int64_t n = (cfg.depth - 4) / 6;
+  const int64_t w[4] = {16, 16 * cfg.width, 32 * cfg.width, 64 * cfg.width};
+  const int64_t hw[3] = {32 * 32, 16 * 16, 8 * 8};
+  int64_t macs = 3 * 16 * 9 * hw[0];
+  int64_t in = w[0];
+  for (int g = 0; g < 3; ++g) {
+    for (int64_t b = 0; b < n; ++b) {
+      const int64_t out = w[g + 1];
+      macs += in * out * 9 * hw[g] + out * out * 9 * hw[g];
+      if (in != out || (b == 0 && g > 0)) macs += in * out * hw[g];
+      in = out;
+    }
+  }
+  return macs + in * cfg.num_classes;
+}
+
+namespace {
+void collect(const torch::nn::Module& m, const std::string& prefix,
+             std::vector<std::pair<std::string, torch::Tensor>>& out) {
+  for (const auto& p : m.named_parameters(/*recurse=*/false)) out.emplace_back(prefix + p.key(), p.value());
+  for (const auto& b : m.named_buffers(/*recurse=*/false)) out.emplace_back(prefix + b.key(), b.value());
+  for (const auto& c : m.named_children()) collect(*c.value(), prefix + c.key() + ".", out);
+}
+}  // namespace
+
+std::vector<std::pair<std::string, torch::Tensor>> state_dict(const torch::nn::Module& m) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  collect(m, "", out);
+  return out;
+}
+
+}  // namespace cifar::model

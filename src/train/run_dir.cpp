@@ -1,0 +1,38 @@
+#include "train/run_dir.h"
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "common/config.h"
+#include "common/error.h"
+#include "common/fsutil.h"
+
+namespace cifar::train {
+
+RunDir::RunDir(std::string dir, bool overwrite) : dir_(std::move(dir)) {
+  fs::make_dirs(dir_);
+  for (const char* f : {"metrics.jsonl", "results.json"}) {
+    const std::string p = file(f);
+    if (!fs::exists(p)) continue;
+    if (!overwrite)
+      fail("'{}' already holds a training run ({} exists): choose another --out, or pass --overwrite to replace it",
+           dir_, f);
+    std::filesystem::remove(p);
+  }
+}
+
+std::string RunDir::file(const std::string& name) const { return (std::filesystem::path(dir_) / name).string(); }
+
+void RunDir::write_config(const Config& cfg) const {
+  fs::write_atomic(file("config.yaml"), "# resolved configuration of this run (cifar100 train --config " +
+                                            file("config.yaml") + " repeats it)\n" + cfg.to_yaml());
+}
+
+void RunDir::append_metrics(const nlohmann::json& epoch) const { fs::append_line(file("metrics.jsonl"), epoch.dump()); }
+
+void RunDir::write_results(const nlohmann::json& results) const {
+  fs::write_atomic(file("results.json"), results.dump(2) + "\n");
+}
+
+}  // namespace cifar::train

@@ -1,0 +1,34 @@
+// The run directory written by `cifar100 train --out DIR`:
+//   config.yaml     the resolved configuration (reloadable with --config)
+//   metrics.jsonl   one JSON object per epoch
+//   results.json    final test metrics, best epoch, wall time
+//   best.pt         weights with the best validation top-1 (PyTorch state dict)
+//   final.pt        weights after the last epoch
+#pragma once
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace cifar {
+class Config;
+}
+
+namespace cifar::train {
+
+class RunDir {
+ public:
+  // Creates the directory. Refuses one that already holds a run unless `overwrite`.
+  RunDir(std::string dir, bool overwrite);
+  const std::string& dir() const { return dir_; }
+  std::string file(const std::string& name) const;
+  void write_config(const Config& cfg) const;
+  void append_metrics(const nlohmann::json& epoch) const;
+  void write_results(const nlohmann::json& results) const;
+  std::string best_weights() const { return file("best.pt"); }
+  std::string final_weights() const { return file("final.pt"); }
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace cifar::train

@@ -1,0 +1,53 @@
+// Parity helper: builds a WideResNet in C++, runs it on a fixed random batch in eval and train mode
+// (fp32, dropout 0) and writes the weights (our state-dict file) and the inputs/logits for
+// tests/parity/test_parity.py to compare against tools/reference/wrn.py.
+//   parity_dump DEPTH WIDTH OUT_DIR
+#include <torch/torch.h>
+
+#include <cstdio>
+
+#include "common/fsutil.h"
+#include "model/weights.h"
+#include "model/wide_resnet.h"
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: parity_dump DEPTH WIDTH OUT_DIR\n");
+    return 2;
+  }
+  torch::set_num_threads(2);
+  torch::manual_seed(123);
+  cifar::model::WideResNet net(cifar::model::WrnConfig{std::atoll(argv[1]), std::atoll(argv[2]), 0.0, 100});
+  const std::string out = argv[3];
+  {
+    // Non-trivial batch-norm statistics, so eval mode really uses the running buffers.
+    torch::NoGradGuard g;
+    for (auto& m : net->modules(false))
+      if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
+        bn->running_mean.uniform_(-0.5, 0.5);
+        bn->running_var.uniform_(0.5, 2.0);
+        bn->weight.uniform_(0.5, 1.5);
+        bn->bias.uniform_(-0.2, 0.2);
+      }
+  }
+  cifar::model::save_weights(*net, out + "/weights.pt");
+  torch::Tensor x = torch::randn({8, 3, 32, 32});
+  net->eval();
+  torch::Tensor eval_logits;
+  {
+    torch::NoGradGuard g;
+    eval_logits = net->forward(x);
+  }
+  net->train();
+  torch::Tensor train_logits = net->forward(x).detach();
+  c10::Dict<std::string, at::Tensor> d;
+  d.insert("input", x);
+  d.insert("eval_logits", eval_logits);
+  d.insert("train_logits", train_logits);
+  // Running statistics after one training-mode pass, to compare the batch-norm update rule too.
+  d.insert("bn_running_mean_after", net->bn->running_mean.clone());
+  const auto bytes = torch::pickle_save(d);
+  cifar::fs::write_atomic(out + "/io.pt", bytes.data(), bytes.size());
+  std::printf("wrote %s/weights.pt and %s/io.pt\n", out.c_str(), out.c_str());
+  return 0;
+}
