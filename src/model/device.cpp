@@ -22,7 +22,7 @@ Runtime setup_runtime(const Config& cfg) {
   if (dev == "cuda") {
     if (!cuda_ok)
       fail("device=cuda was asked for, but {} (set device=cpu or device=auto)",
-           torch::cuda::device_count() == 0 && !torch::hasCUDA() ? "this LibTorch was built without CUDA"
+           !at::hasCUDA() ? "this LibTorch was built without CUDA"
                                                                   : "no CUDA GPU is visible");
     rt.device = c10::Device(c10::kCUDA, 0);
   } else if (dev == "auto" && cuda_ok) {

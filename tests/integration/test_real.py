@@ -10,8 +10,9 @@ import tempfile
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import read_json, read_jsonl, run  # noqa: E402
 
-# A 2-epoch WRN-16-2 run on 20,000 images measured 0.24-0.26 test top-1 on this machine (chance: 0.01).
-THRESHOLD = 0.15
+# This 2-epoch WRN-16-2 run on 20,000 images measured 0.176 test top-1 (0.174 validation) on the 2-core
+# development machine in bf16; chance is 0.01. The threshold leaves room for other CPUs and fp32.
+THRESHOLD = 0.10
 
 
 def main():
