@@ -24,7 +24,8 @@ struct ConfigArgs {
   std::vector<std::string> sets;    // key=value overrides
   std::string data_dir, archive, device;
 };
-void add_config_args(CLI::App* app, ConfigArgs& a, bool with_config_file);
+// `config_help` describes --config ("" = no --config option); `with_device` adds --device.
+void add_config_args(CLI::App* app, ConfigArgs& a, const std::string& config_help, bool with_device);
 // defaults < YAML file < environment < command line (--data-dir, --archive, --device, then --set).
 Config resolve(const ConfigArgs& a, const std::string& base_yaml = "");
 // Prints every config key with its default, environment variable and help.

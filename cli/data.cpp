@@ -130,14 +130,14 @@ Runner add_data(CLI::App& root) {
   CLI::App* sub = root.add_subcommand("data", "download, verify or describe the CIFAR-100 data set");
   sub->require_subcommand(1);
   CLI::App* dl = sub->add_subcommand("download", "fetch (or extract a local archive) into the data directory");
-  add_config_args(dl, a->cfg, false);
+  add_config_args(dl, a->cfg, "", false);
   dl->add_flag("--force", a->force, "fetch and extract again even if the data set is present");
   dl->add_option("--url", a->url, "download address (default: the official archive; env CIFAR100_DATA_URL)");
   CLI::App* vf = sub->add_subcommand("verify", "check every record, label and count of the extracted data set");
-  add_config_args(vf, a->cfg, false);
+  add_config_args(vf, a->cfg, "", false);
   vf->add_flag("--checksums", a->checksums, "also print the SHA-256 of each file");
   CLI::App* in = sub->add_subcommand("info", "print sizes, class counts and channel statistics");
-  add_config_args(in, a->cfg, false);
+  add_config_args(in, a->cfg, "", false);
   in->add_option("--json", a->json, "also write the summary to this JSON file");
   return [a, dl, vf, in]() -> int {
     if (dl->parsed()) return run_download(*a);

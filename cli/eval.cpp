@@ -82,7 +82,7 @@ Runner add_eval(CLI::App& root) {
   sub->add_option("--split", a->split, "test or val (the validation split of the run's seed)")
       ->check(CLI::IsMember({"test", "val"}));
   sub->add_option("--json", a->json, "also write the metrics to this JSON file");
-  add_config_args(sub, a->cfg, true);
+  add_config_args(sub, a->cfg, "YAML config to use instead of the config.yaml next to the weights", true);
   return [a] { return run_eval(*a); };
 }
 

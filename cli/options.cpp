@@ -5,13 +5,12 @@
 
 namespace cifar::cli {
 
-void add_config_args(CLI::App* app, ConfigArgs& a, bool with_config_file) {
-  if (with_config_file)
-    app->add_option("--config,-c", a.config, "YAML config file (e.g. configs/quick-cpu.yaml)")->check(CLI::ExistingFile);
+void add_config_args(CLI::App* app, ConfigArgs& a, const std::string& config_help, bool with_device) {
+  if (!config_help.empty()) app->add_option("--config,-c", a.config, config_help)->check(CLI::ExistingFile);
   app->add_option("--set,-s", a.sets, "override a config key: --set key=value (repeatable)")->allow_extra_args(false);
   app->add_option("--data-dir", a.data_dir, "extracted data set directory (env CIFAR100_DATA_DIR)");
   app->add_option("--archive", a.archive, "local cifar-100-binary.tar.gz to use instead of downloading (env CIFAR100_ARCHIVE)");
-  app->add_option("--device", a.device, "auto, cpu or cuda (env CIFAR100_DEVICE)");
+  if (with_device) app->add_option("--device", a.device, "auto, cpu or cuda (env CIFAR100_DEVICE)");
 }
 
 Config resolve(const ConfigArgs& a, const std::string& base_yaml) {

@@ -26,15 +26,6 @@ struct TrainArgs {
   bool help_config = false;
 };
 
-std::string default_out_dir() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "runs/%Y%m%d-%H%M%S", &tm);
-  return buf;
-}
-
 int run_train(const TrainArgs& a) {
   if (a.help_config) {
     print_config_help();
@@ -44,7 +35,7 @@ int run_train(const TrainArgs& a) {
 
   // 1. Configuration and run directory.
   const Config cfg = resolve(a.cfg);
-  const train::RunDir run(a.out.empty() ? default_out_dir() : a.out, a.overwrite);
+  const train::RunDir run(a.out.empty() ? log::format_now("runs/%Y%m%d-%H%M%S", false) : a.out, a.overwrite);
   run.write_config(cfg);
   log_config(cfg);
   const model::Runtime rt = model::setup_runtime(cfg);
@@ -93,8 +84,9 @@ int run_train(const TrainArgs& a) {
   run.write_results(results);
   log::info("test_loss={:.4f}; test_top1={:.4f}; test_top5={:.4f}; wall_seconds={:.1f};", test.loss, test.top1,
             test.top5, wall);
-  log::info("best validation top-1 {:.4f} at epoch {}; results in {}", fit.best_val_top1, fit.best_epoch,
-            run.file("results.json"));
+  if (!split.val.empty())
+    log::info("tested the weights of epoch {} (best validation top-1 {:.4f})", fit.best_epoch, fit.best_val_top1);
+  log::info("results in {}", run.file("results.json"));
   return 0;
 }
 }  // namespace
@@ -102,7 +94,7 @@ int run_train(const TrainArgs& a) {
 Runner add_train(CLI::App& root) {
   auto a = std::make_shared<TrainArgs>();
   CLI::App* sub = root.add_subcommand("train", "train a WideResNet (writes a run directory)");
-  add_config_args(sub, a->cfg, true);
+  add_config_args(sub, a->cfg, "YAML config file, e.g. configs/quick-cpu.yaml (keys: --help-config)", true);
   sub->add_option("--out,-o", a->out, "run directory (default runs/YYYYmmdd-HHMMSS)");
   sub->add_flag("--overwrite", a->overwrite, "replace the results of an earlier run in --out");
   sub->add_flag("--help-config", a->help_config, "list every config key with its default and help, then exit");

@@ -24,14 +24,6 @@ const char* level_name(Level l) {
   return "?";
 }
 
-std::string timestamp() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 void clear_bar_locked() {
   if (g_bar_visible) {
@@ -56,7 +48,7 @@ void write(Level level, const std::string& msg) {
   if (level < g_level) return;
   std::lock_guard<std::mutex> lock(g_mutex);
   clear_bar_locked();
-  std::string line = fmt::format("{} {} {}\n", timestamp(), level_name(level), msg);
+  std::string line = fmt::format("{} {} {}\n", format_now("%Y-%m-%dT%H:%M:%SZ", true), level_name(level), msg);
   if (level >= Level::Warn) {
     std::fflush(stdout);
     std::fputs(line.c_str(), stderr);
@@ -64,6 +56,16 @@ void write(Level level, const std::string& msg) {
     std::fputs(line.c_str(), stdout);
     std::fflush(stdout);
   }
+}
+
+std::string format_now(const char* strftime_format, bool utc) {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  if (utc) gmtime_r(&t, &tm);
+  else localtime_r(&t, &tm);
+  char buf[128];
+  std::strftime(buf, sizeof buf, strftime_format, &tm);
+  return buf;
 }
 
 std::string format_duration(double seconds) {

@@ -33,6 +33,9 @@ void error(fmt::format_string<Args...> f, Args&&... args) { write(Level::Error, 
 template <typename... Args>
 void debug(fmt::format_string<Args...> f, Args&&... args) { write(Level::Debug, fmt::format(f, std::forward<Args>(args)...)); }
 
+// The current time formatted with strftime, in UTC or local time.
+std::string format_now(const char* strftime_format, bool utc);
+
 // "1:02:03" / "2:03" style durations.
 std::string format_duration(double seconds);
 

@@ -1,11 +1,12 @@
 """The command line: help on every command, usage errors on stderr with exit 2, configuration errors that
 name the key, data errors that name the file and record (exit 1)."""
 import os
+import re
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import TempDirTest, run  # noqa: E402
+from harness import BIN, SOURCE, TempDirTest, run  # noqa: E402
 
 
 class Help(TempDirTest):
@@ -122,6 +123,53 @@ class DataErrors(TempDirTest):
         self.assertOk(r)
         self.assertIn("not the official", r.stderr)
         self.assertTrue(os.path.exists(os.path.join(out, "train.bin")))
+
+
+class Docs(TempDirTest):
+    """The README documents every config key and every option of every command (help and docs agree)."""
+
+    def test_readme_lists_every_key_and_option(self):
+        with open(os.path.join(SOURCE, "README.md")) as f:
+            readme = f.read()
+        r = run(["train", "--help-config"])
+        keys = re.findall(r"^  (\w+)\s+default", r.stdout, re.M)
+        self.assertGreater(len(keys), 30)
+        for k in keys:
+            self.assertIn(f"`{k}`", readme, f"config key {k} is not in README.md")
+        for cmd in (["train"], ["eval"], ["data", "download"], ["data", "verify"], ["data", "info"]):
+            r = run(cmd + ["--help"])
+            for opt in re.findall(r"(--[a-z][a-z-]+)", r.stdout):
+                if opt != "--help":
+                    self.assertIn(opt, readme, f"{' '.join(cmd)} {opt} is not in README.md")
+
+
+class Terminal(TempDirTest):
+    """On a terminal, training shows a redrawn progress bar with throughput and ETA."""
+
+    def test_progress_bar_on_a_tty(self):
+        import pty
+        data = self.fake_data(train=600, test=100)
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv(BIN, [BIN, "train", "--data-dir", data, "--out", os.path.join(self.tmp, "tty"),
+                           "--set", "depth=10", "--set", "width=1", "--set", "epochs=1", "--set", "batch_size=32",
+                           "--set", "val_size=100", "--set", "warmup_epochs=0"])
+        out = b""
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        _, status = os.waitpid(pid, 0)
+        text = out.decode(errors="replace")
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, text[-2000:])
+        self.assertIn("\r\x1b[2Kepoch 1/1 [", text)
+        self.assertIn("img/s ETA", text)
+        self.assertNotIn("progress: epoch", text)
+        self.assertIn("epoch=1;", text)
 
 
 if __name__ == "__main__":

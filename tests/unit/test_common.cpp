@@ -9,34 +9,22 @@
 #include <nlohmann/json.hpp>
 
 #include "common/config.h"
+#include "support/testutil.h"
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/hash.h"
 #include "common/rng.h"
 
 using namespace cifar;
+using synth::error_of;
+using synth::temp_dir;
 namespace stdfs = std::filesystem;
 
 namespace {
-std::string temp_dir(const std::string& name) {
-  auto d = stdfs::temp_directory_path() / ("cifar100-test-" + name + "-" + std::to_string(::getpid()));
-  stdfs::remove_all(d);
-  stdfs::create_directories(d);
-  return d.string();
-}
 std::string write_file(const std::string& dir, const std::string& name, const std::string& text) {
   std::string p = dir + "/" + name;
   std::ofstream(p) << text;
   return p;
-}
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 }  // namespace
 

@@ -17,26 +17,14 @@
 #include "data/fetch.h"
 #include "data/split.h"
 #include "support/synth.h"
+#include "support/testutil.h"
 
 using namespace cifar;
+using synth::error_of;
+using synth::temp_dir;
 namespace stdfs = std::filesystem;
 
 namespace {
-std::string temp_dir(const std::string& name) {
-  auto d = stdfs::temp_directory_path() / ("cifar100-test-" + name + "-" + std::to_string(::getpid()));
-  stdfs::remove_all(d);
-  stdfs::create_directories(d);
-  return d.string();
-}
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 std::vector<uint8_t> record(int coarse, int fine, uint8_t fill = 7) {
   std::vector<uint8_t> r(data::kRecordBytes, fill);
   r[0] = static_cast<uint8_t>(coarse);

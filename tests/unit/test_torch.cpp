@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "common/config.h"
+#include "support/testutil.h"
 #include "common/error.h"
 #include "common/rng.h"
 #include "data/loader.h"
@@ -21,24 +22,11 @@
 #include "train/schedule.h"
 
 using namespace cifar;
+using synth::error_of;
+using synth::temp_dir;
 namespace stdfs = std::filesystem;
 
 namespace {
-std::string temp_dir(const std::string& name) {
-  auto d = stdfs::temp_directory_path() / ("cifar100-test-" + name + "-" + std::to_string(::getpid()));
-  stdfs::remove_all(d);
-  stdfs::create_directories(d);
-  return d.string();
-}
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 model::WideResNet make(int64_t depth, int64_t width, double dropout = 0.0) {
   return model::WideResNet(model::WrnConfig{depth, width, dropout, 100});
 }
@@ -261,6 +249,12 @@ TEST(Optim, GradientClippingByGlobalNorm) {
 
 // ----------------------------------------------------------------------------------------- loader
 namespace {
+std::vector<int64_t> all_indices(int64_t n) {
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  return idx;
+}
+
 std::vector<data::Batch> epoch_batches(data::Loader& l, int64_t epoch, int64_t first = 0) {
   std::vector<data::Batch> out;
   l.start_epoch(epoch, first);
@@ -271,8 +265,7 @@ std::vector<data::Batch> epoch_batches(data::Loader& l, int64_t epoch, int64_t f
 
 TEST(Loader, IdenticalBatchesWhateverTheNumberOfWorkers) {
   data::Split s = synth::make_split(1000, 10, 5);
-  std::vector<int64_t> idx(1000);
-  std::iota(idx.begin(), idx.end(), 0);
+  const std::vector<int64_t> idx = all_indices(1000);
   data::LoaderOptions o;
   o.batch_size = 64;
   o.shuffle = o.augment = true;
@@ -293,8 +286,7 @@ TEST(Loader, IdenticalBatchesWhateverTheNumberOfWorkers) {
 
 TEST(Loader, ShufflesEachEpochDifferentlyAndCoversEverySample) {
   data::Split s = synth::make_split(200, 10, 5);
-  std::vector<int64_t> idx(200);
-  std::iota(idx.begin(), idx.end(), 0);
+  const std::vector<int64_t> idx = all_indices(200);
   data::LoaderOptions o;
   o.batch_size = 50;
   o.shuffle = true;
@@ -310,8 +302,7 @@ TEST(Loader, ShufflesEachEpochDifferentlyAndCoversEverySample) {
 
 TEST(Loader, DropLastAndBatchCounts) {
   data::Split s = synth::make_split(130, 10, 5);
-  std::vector<int64_t> idx(130);
-  std::iota(idx.begin(), idx.end(), 0);
+  const std::vector<int64_t> idx = all_indices(130);
   data::LoaderOptions o;
   o.batch_size = 64;
   o.drop_last = true;
@@ -345,8 +336,7 @@ TEST(Loader, ChannelsLastNormalisedPixelsAndLabels) {
 
 TEST(Loader, StartingMidEpochGivesTheSameLaterBatches) {
   data::Split s = synth::make_split(640, 10, 5);
-  std::vector<int64_t> idx(640);
-  std::iota(idx.begin(), idx.end(), 0);
+  const std::vector<int64_t> idx = all_indices(640);
   data::LoaderOptions o;
   o.batch_size = 64;
   o.shuffle = o.augment = true;
