@@ -14,16 +14,13 @@ void add_config_args(CLI::App* app, ConfigArgs& a, const std::string& config_hel
 }
 
 Config resolve(const ConfigArgs& a, const std::string& base_yaml) {
-  Config c;
-  if (!base_yaml.empty()) c.load_yaml_file(base_yaml);
-  if (!a.config.empty()) c.load_yaml_file(a.config);
-  c.apply_env();
-  if (!a.data_dir.empty()) c.set("data_dir", a.data_dir, Source::CommandLine, "--data-dir");
-  if (!a.archive.empty()) c.set("archive", a.archive, Source::CommandLine, "--archive");
-  if (!a.device.empty()) c.set("device", a.device, Source::CommandLine, "--device");
-  c.apply_overrides(a.sets);
-  c.validate();
-  return c;
+  // --data-dir, --archive and --device are shorthands for --set; an explicit --set given too wins.
+  std::vector<std::string> overrides;
+  if (!a.data_dir.empty()) overrides.push_back("data_dir=" + a.data_dir);
+  if (!a.archive.empty()) overrides.push_back("archive=" + a.archive);
+  if (!a.device.empty()) overrides.push_back("device=" + a.device);
+  overrides.insert(overrides.end(), a.sets.begin(), a.sets.end());
+  return resolve_config({base_yaml, a.config}, overrides);
 }
 
 void print_config_help() {

@@ -330,9 +330,10 @@ std::vector<std::string> Config::diff(const Config& other) const {
   return keys;
 }
 
-Config resolve_config(const std::string& yaml_path, const std::vector<std::string>& overrides) {
+Config resolve_config(const std::vector<std::string>& yaml_paths, const std::vector<std::string>& overrides) {
   Config c;
-  if (!yaml_path.empty()) c.load_yaml_file(yaml_path);
+  for (const auto& path : yaml_paths)
+    if (!path.empty()) c.load_yaml_file(path);
   c.apply_env();
   c.apply_overrides(overrides);
   c.validate();

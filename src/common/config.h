@@ -71,8 +71,9 @@ class Config {
   std::map<std::string, Source> sources_;
 };
 
-// Convenience: defaults, then the YAML file (if not empty), then the environment, then overrides.
-Config resolve_config(const std::string& yaml_path, const std::vector<std::string>& overrides);
+// Defaults, then each YAML file in order (empty paths skipped), then the environment, then the
+// command-line overrides ("key=value"); validated.
+Config resolve_config(const std::vector<std::string>& yaml_paths, const std::vector<std::string>& overrides);
 
 // Nearest key by edit distance, "" when nothing is close.
 std::string suggest_key(const std::string& key);

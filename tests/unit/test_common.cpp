@@ -50,7 +50,7 @@ TEST(Config, PrecedenceIsCommandLineOverEnvironmentOverFileOverDefault) {
   const std::string dir = temp_dir("prec");
   const std::string yaml = write_file(dir, "c.yaml", "epochs: 7\nthreads: 3\nbatch_size: 64\n");
   ::setenv("CIFAR100_THREADS", "5", 1);
-  Config c = resolve_config(yaml, {"batch_size=32"});
+  Config c = resolve_config({"", yaml}, {"batch_size=32"});
   ::unsetenv("CIFAR100_THREADS");
   EXPECT_EQ(c.i("epochs"), 7);  // file over default
   EXPECT_EQ(c.source("epochs"), Source::File);
