@@ -2,29 +2,66 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <csignal>
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "common/error.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "data/fetch.h"
 #include "data/split.h"
 #include "eval/evaluate.h"
 #include "model/device.h"
 #include "model/weights.h"
 #include "model/wide_resnet.h"
+#include "train/checkpoint.h"
 #include "train/run_dir.h"
 #include "train/trainer.h"
 
 namespace cifar::cli {
 
 namespace {
+namespace stdfs = std::filesystem;
+
 struct TrainArgs {
   ConfigArgs cfg;
   std::string out;
+  std::string resume;
   bool overwrite = false;
+  bool allow_config_change = false;
   bool help_config = false;
 };
+
+// Exit status after a stop by signal: 0 for SIGTERM (SageMaker's stop), 128+n otherwise (Ctrl-C: 130).
+int exit_status_for(int sig) { return sig == SIGTERM ? 0 : 128 + sig; }
+
+// Finds the checkpoint to continue from, as `resume` says: auto, none, or a path.
+std::optional<std::pair<std::string, train::Snapshot>> find_resume_point(const Config& cfg, const std::string& ckpt_dir,
+                                                                         bool overwrite) {
+  const std::string& mode = cfg.s("resume");
+  if (mode == "none") {
+    if (!train::Checkpointer::list(ckpt_dir).empty()) {
+      if (!overwrite)
+        fail("'{}' holds checkpoints and resume=none: pass --overwrite to start afresh (the old checkpoints are moved "
+             "aside, not deleted), or drop resume=none to continue",
+             ckpt_dir);
+      const std::string aside = ckpt_dir + ".old-" + log::format_now("%Y%m%d-%H%M%S", false);
+      stdfs::rename(ckpt_dir, aside);
+      log::warn("starting afresh: the old checkpoints were moved to {}", aside);
+    }
+    return std::nullopt;
+  }
+  if (mode == "auto") {
+    std::vector<std::string> problems;
+    auto found = train::Checkpointer::load_latest(ckpt_dir, problems);
+    for (const auto& p : problems) log::warn("skipping an unusable checkpoint: {}", p);
+    return found;
+  }
+  return std::make_pair(mode, train::Checkpointer::load(mode));
+}
 
 int run_train(const TrainArgs& a) {
   if (a.help_config) {
@@ -32,14 +69,24 @@ int run_train(const TrainArgs& a) {
     return 0;
   }
   const auto t_start = std::chrono::steady_clock::now();
+  signals::install_stop_handlers();
 
-  // 1. Configuration and run directory.
-  const Config cfg = resolve(a.cfg);
-  const train::RunDir run(a.out.empty() ? log::format_now("runs/%Y%m%d-%H%M%S", false) : a.out, a.overwrite);
+  // 1. Configuration, the checkpoint to resume from (if any), run and checkpoint directories.
+  ConfigArgs ca = a.cfg;
+  if (!a.resume.empty()) ca.sets.insert(ca.sets.begin(), "resume=" + a.resume);
+  const Config cfg = resolve(ca);
+  const std::string out = a.out.empty() ? log::format_now("runs/%Y%m%d-%H%M%S", false) : a.out;
+  const std::string ckpt_dir = cfg.s("checkpoint_dir").empty() ? (stdfs::path(out) / "checkpoints").string()
+                                                               : cfg.s("checkpoint_dir");
+  const auto resume = find_resume_point(cfg, ckpt_dir, a.overwrite);
+  if (resume) train::check_resume_config(cfg, resume->second.config, resume->first, a.allow_config_change);
+  const train::RunDir run(out, a.overwrite, resume.has_value());
+  train::Checkpointer checkpointer(ckpt_dir, cfg.i("checkpoint_keep"));
   run.write_config(cfg);
   log_config(cfg);
   const model::Runtime rt = model::setup_runtime(cfg);
-  log::info("run directory {}; {}", run.dir(), rt.describe());
+  log::info("run directory {}; checkpoints in {}; {}", run.dir(), ckpt_dir, rt.describe());
+  if (resume) log::info("resuming from checkpoint {}", resume->first);
 
   // 2. Data: extract or download if needed, read and validate, carve the validation split.
   const data::Dataset ds = data::read_dataset(data::ensure_dataset(data::fetch_options(cfg)));
@@ -57,14 +104,21 @@ int run_train(const TrainArgs& a) {
   log::info("model {}: {} parameters, {:.2f} GMAC per image", mc.name(), model::count_parameters(*net),
             static_cast<double>(model::count_macs(mc)) / 1e9);
 
-  // 4. Train.
-  train::Trainer trainer(cfg, rt, net, run);
-  const train::FitResult fit = trainer.fit(ds.train, split.train, split.val);
+  // 4. Train (or continue).
+  train::Trainer trainer(cfg, rt, net, run, &checkpointer);
+  const train::FitResult fit = trainer.fit(ds.train, split.train, split.val, resume ? &resume->second : nullptr);
+  if (fit.stopped_by_signal) return exit_status_for(fit.stopped_by_signal);
 
   // 5. Test once, with the weights chosen on the validation set.
   if (!split.val.empty()) model::load_weights(*net, run.best_weights());
   const eval::Metrics test = eval::evaluate(net, ds.test, {}, rt, cfg.i("eval_batch_size"),
-                                            static_cast<int>(cfg.i("workers")));
+                                            static_cast<int>(cfg.i("workers")), [] { return signals::stop_requested(); });
+  if (test.interrupted) {
+    log::info("stopped by {} during the final test; training is complete and checkpointed: run the same command to "
+              "test",
+              signals::name(signals::stop_signal()));
+    return exit_status_for(signals::stop_signal());
+  }
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   nlohmann::json results = {
       {"test_top1", test.top1},
@@ -76,6 +130,7 @@ int run_train(const TrainArgs& a) {
       {"weights_tested", split.val.empty() ? "final" : "best"},
       {"epochs_run", fit.history.size()},
       {"early_stopped", fit.early_stopped},
+      {"resumed", resume.has_value()},
       {"wall_seconds", wall},
       {"model", mc.name()},
       {"parameters", model::count_parameters(*net)},
@@ -93,10 +148,14 @@ int run_train(const TrainArgs& a) {
 
 Runner add_train(CLI::App& root) {
   auto a = std::make_shared<TrainArgs>();
-  CLI::App* sub = root.add_subcommand("train", "train a WideResNet (writes a run directory)");
+  CLI::App* sub = root.add_subcommand("train", "train a WideResNet (writes a run directory; resumable)");
   add_config_args(sub, a->cfg, "YAML config file, e.g. configs/quick-cpu.yaml (keys: --help-config)", true);
   sub->add_option("--out,-o", a->out, "run directory (default runs/YYYYmmdd-HHMMSS)");
-  sub->add_flag("--overwrite", a->overwrite, "replace the results of an earlier run in --out");
+  sub->add_option("--resume", a->resume,
+                  "auto (default: continue from the newest valid checkpoint if any), none, or a checkpoint path");
+  sub->add_flag("--allow-config-change", a->allow_config_change,
+                "resume even if the model or data configuration differs from the checkpoint's (fine-tuning)");
+  sub->add_flag("--overwrite", a->overwrite, "replace the results of an earlier run in --out when not resuming");
   sub->add_flag("--help-config", a->help_config, "list every config key with its default and help, then exit");
   return [a] { return run_train(*a); };
 }

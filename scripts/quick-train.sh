@@ -9,4 +9,4 @@ cd "$(dirname "$0")/.."
 if [ -z "${CIFAR100_ARCHIVE:-}" ] && [ -f ../shared/data/cifar-100-binary.tar.gz ]; then
   export CIFAR100_ARCHIVE="$(cd ../shared/data && pwd)/cifar-100-binary.tar.gz"
 fi
-exec ./build/cifar100 train --config configs/quick-cpu.yaml --out "${OUT:-runs/quick-cpu}" --overwrite "$@"
+exec ./build/cifar100 train --config configs/quick-cpu.yaml --out "${OUT:-runs/quick-cpu}" --resume none --overwrite "$@"

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -73,6 +74,20 @@ const std::vector<OptionSpec>& option_table() {
        "CIFAR100_DATA_URL"},
       {"download_md5", OptType::String, kOfficialMd5, "MD5 the downloaded archive must have", "data", ""},
       {"download_bytes", OptType::Int, "168513733", "size the downloaded archive must have", "data", "", {}, 1, 1e12},
+      // checkpoints
+      {"checkpoint_dir", OptType::String, "",
+       "where checkpoints go; default OUT/checkpoints (SageMaker: /opt/ml/checkpoints)", "checkpoint",
+       "CIFAR100_CHECKPOINT_DIR"},
+      {"checkpoint_every_epochs", OptType::Int, "10", "write a checkpoint every N epochs; 0 = only at the end",
+       "checkpoint", "", {}, 0, 1e6},
+      {"checkpoint_every_minutes", OptType::Float, "0",
+       "also write a checkpoint when this many minutes passed since the last one (mid-epoch too); 0 = off",
+       "checkpoint", "", {}, 0, 1e6},
+      {"checkpoint_keep", OptType::Int, "2", "periodic checkpoints kept (newest first), besides the best one",
+       "checkpoint", "", {}, 1, 1000},
+      {"resume", OptType::String, "auto",
+       "auto (continue from the newest valid checkpoint if there is one), none (start afresh), or a checkpoint path",
+       "checkpoint", "CIFAR100_RESUME"},
       // system
       {"seed", OptType::Int, "42", "random seed for initialisation, split, shuffling, augmentation, MixUp", "system",
        "", {}, 0, 9.2e18},
@@ -96,6 +111,20 @@ const std::vector<OptionSpec>& option_table() {
        "steps between progress lines when stdout is not a terminal; 0 = only epoch lines", "system", "", {}, 0, 1e9},
   };
   return table;
+}
+
+ResumeRule resume_rule(const std::string& key) {
+  // What a checkpoint's weights and data order depend on must match; where data lives, how many threads
+  // run, how often to log or save may change freely; the rest changes the run from then on (warned).
+  static const std::set<std::string> must = {"depth", "width", "dropout", "batch_size", "val_size", "train_limit",
+                                             "drop_last", "crop_padding", "hflip", "seed"};
+  static const std::set<std::string> free = {
+      "data_dir", "archive", "archive_md5", "data_url", "download_md5", "download_bytes", "device", "threads",
+      "workers", "prefetch", "eval_batch_size", "log_interval", "checkpoint_dir", "checkpoint_every_epochs",
+      "checkpoint_every_minutes", "checkpoint_keep", "resume", "caching_allocator"};
+  if (must.count(key)) return ResumeRule::MustMatch;
+  if (free.count(key)) return ResumeRule::Free;
+  return ResumeRule::Warn;
 }
 
 const OptionSpec* find_option(const std::string& key) {

@@ -30,6 +30,10 @@ struct OptionSpec {
 const std::vector<OptionSpec>& option_table();
 const OptionSpec* find_option(const std::string& key);
 
+// How a key may differ between a checkpoint and the run that resumes from it.
+enum class ResumeRule { MustMatch, Warn, Free };
+ResumeRule resume_rule(const std::string& key);
+
 enum class Source { Default, File, Env, CommandLine };
 const char* source_name(Source s);
 

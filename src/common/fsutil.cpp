@@ -43,42 +43,49 @@ void sync_dir(const std::string& dir) {
   ::close(fd);
 }
 
-void write_atomic(const std::string& path, const void* data, size_t size) {
-  const stdfs::path target(path);
+AtomicWriter::AtomicWriter(std::string path) : path_(std::move(path)) {
+  const stdfs::path target(path_);
   const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
-  std::string tmp = (stdfs::path(dir) / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
-  int fd = ::mkstemp(tmp.data());
-  if (fd < 0) fail("cannot create a temporary file next to '{}': {}", path, std::strerror(errno));
-  auto cleanup = [&](const char* what) {
-    int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    fail("cannot write '{}' ({} failed: {}); the previous file, if any, is unchanged", path, what, std::strerror(err));
-  };
+  tmp_ = (stdfs::path(dir) / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
+  fd_ = ::mkstemp(tmp_.data());
+  if (fd_ < 0) fail("cannot create a temporary file next to '{}': {}", path_, std::strerror(errno));
+}
+
+AtomicWriter::~AtomicWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!tmp_.empty()) ::unlink(tmp_.c_str());
+}
+
+void AtomicWriter::write(const void* data, size_t size) {
   const char* p = static_cast<const char*>(data);
-  size_t left = size;
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
+  while (size > 0) {
+    ssize_t n = ::write(fd_, p, size);
     if (n < 0) {
       if (errno == EINTR) continue;
-      cleanup("write");
+      fail("cannot write '{}' (write failed: {}); the previous file, if any, is unchanged", path_, std::strerror(errno));
     }
     p += n;
-    left -= static_cast<size_t>(n);
+    size -= static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0) cleanup("fsync");
-  if (::fchmod(fd, 0644) != 0) cleanup("chmod");
-  if (::close(fd) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    fail("cannot write '{}' (close failed: {})", path, std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    fail("cannot rename the new '{}' into place: {}", path, std::strerror(err));
-  }
-  sync_dir(dir);
+}
+
+void AtomicWriter::commit() {
+  if (::fsync(fd_) != 0 || ::fchmod(fd_, 0644) != 0)
+    fail("cannot write '{}' (fsync failed: {}); the previous file, if any, is unchanged", path_, std::strerror(errno));
+  const int rc = ::close(fd_);
+  fd_ = -1;
+  if (rc != 0) fail("cannot write '{}' (close failed: {})", path_, std::strerror(errno));
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0)
+    fail("cannot rename the new '{}' into place: {}", path_, std::strerror(errno));
+  tmp_.clear();
+  const stdfs::path target(path_);
+  sync_dir(target.has_parent_path() ? target.parent_path().string() : ".");
+}
+
+void write_atomic(const std::string& path, const void* data, size_t size) {
+  AtomicWriter w(path);
+  w.write(data, size);
+  w.commit();
 }
 
 void write_atomic(const std::string& path, const std::string& data) { write_atomic(path, data.data(), data.size()); }

@@ -13,6 +13,22 @@ std::string read_text(const std::string& path);
 // content of `path`, if any, is untouched on failure.
 void write_atomic(const std::string& path, const void* data, size_t size);
 void write_atomic(const std::string& path, const std::string& data);
+// Streams a file to a temporary name next to `path`; commit() fsyncs and renames it into place. Destroyed
+// without commit() (an error, an exception) it removes the temporary, leaving `path` as it was.
+class AtomicWriter {
+ public:
+  explicit AtomicWriter(std::string path);
+  ~AtomicWriter();
+  AtomicWriter(const AtomicWriter&) = delete;
+  AtomicWriter& operator=(const AtomicWriter&) = delete;
+  void write(const void* data, size_t size);
+  void commit();
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+};
+
 // Appends one line and flushes it to the OS (metrics.jsonl).
 void append_line(const std::string& path, const std::string& line);
 void make_dirs(const std::string& path);

@@ -45,6 +45,14 @@ std::string digest_file(const std::string& path, const EVP_MD* md) {
 
 }  // namespace
 
+struct Sha256::Impl {
+  Digest d{EVP_sha256()};
+};
+Sha256::Sha256() : impl_(std::make_unique<Impl>()) {}
+Sha256::~Sha256() = default;
+void Sha256::update(const void* data, size_t size) { impl_->d.update(data, size); }
+std::string Sha256::hex() { return impl_->d.hex(); }
+
 std::string md5_file(const std::string& path) { return digest_file(path, EVP_md5()); }
 std::string sha256_file(const std::string& path) { return digest_file(path, EVP_sha256()); }
 std::string md5(const void* data, size_t size) {

@@ -3,7 +3,22 @@
 #include <cstddef>
 #include <string>
 
+#include <memory>
+
 namespace cifar::hash {
+
+// Incremental SHA-256 (for data written or read in pieces).
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  void update(const void* data, size_t size);
+  std::string hex();  // finishes the digest
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 std::string md5_file(const std::string& path);
 std::string sha256_file(const std::string& path);

@@ -68,3 +68,25 @@ class AutocastGuard {
 #define CIFAR100_ALLOCATE_CONST const
 #define CIFAR100_ALLOCATOR_NEEDS_COPY_DATA 0
 #endif
+
+// Optimizer state is keyed by the parameter's TensorImpl: as a printed pointer (std::string) in 1.13,
+// as the pointer itself in later versions.
+#include <sstream>
+#include <string>
+#include <type_traits>
+
+#include <ATen/core/Tensor.h>
+
+namespace cifar::compat {
+template <typename StateMap>
+typename StateMap::key_type optimizer_state_key(const StateMap&, const at::Tensor& p) {
+  using Key = typename StateMap::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
+}  // namespace cifar::compat

@@ -11,7 +11,8 @@
 namespace cifar::eval {
 
 Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::vector<int64_t>& indices,
-                 const model::Runtime& rt, int64_t batch_size, int workers) {
+                 const model::Runtime& rt, int64_t batch_size, int workers,
+                 const std::function<bool()>& should_stop) {
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<int64_t> idx = indices;
   if (idx.empty()) {
@@ -31,7 +32,12 @@ Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::ve
   torch::Tensor loss_sum = torch::zeros({}, torch::dtype(torch::kFloat64).device(rt.device));
   torch::Tensor top1 = torch::zeros({}, torch::dtype(torch::kInt64).device(rt.device));
   torch::Tensor top5 = torch::zeros({}, torch::dtype(torch::kInt64).device(rt.device));
+  Metrics m;
   while (auto batch = loader.next()) {
+    if (should_stop && should_stop()) {
+      m.interrupted = true;
+      break;
+    }
     auto x = batch->images.to(rt.device, /*non_blocking=*/true);
     auto y = batch->labels.to(rt.device, /*non_blocking=*/true);
     torch::Tensor logits;
@@ -47,7 +53,6 @@ Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::ve
     top5 += hits.any(1).sum();
   }
   if (was_training) net->train();
-  Metrics m;
   m.count = static_cast<int64_t>(idx.size());
   const double n = static_cast<double>(m.count);
   m.loss = loss_sum.item<double>() / n;

@@ -2,6 +2,7 @@
 // in eval mode, without gradients, with the runtime's precision and memory format.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "data/cifar.h"
@@ -14,10 +15,12 @@ struct Metrics {
   double loss = 0, top1 = 0, top5 = 0;  // top-k as fractions in [0, 1]
   int64_t count = 0;
   double seconds = 0;
+  bool interrupted = false;  // `should_stop` returned true before the end; the numbers are not valid
 };
 
-// `indices` = which images of `split` (empty = all of them).
+// `indices` = which images of `split` (empty = all of them). `should_stop` is polled between batches.
 Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::vector<int64_t>& indices,
-                 const model::Runtime& rt, int64_t batch_size, int workers = 1);
+                 const model::Runtime& rt, int64_t batch_size, int workers = 1,
+                 const std::function<bool()>& should_stop = {});
 
 }  // namespace cifar::eval

@@ -10,13 +10,15 @@
 
 namespace cifar::train {
 
-RunDir::RunDir(std::string dir, bool overwrite) : dir_(std::move(dir)) {
+RunDir::RunDir(std::string dir, bool overwrite, bool resuming) : dir_(std::move(dir)) {
   fs::make_dirs(dir_);
+  if (resuming) return;
   for (const char* f : {"metrics.jsonl", "results.json"}) {
     const std::string p = file(f);
     if (!fs::exists(p)) continue;
     if (!overwrite)
-      fail("'{}' already holds a training run ({} exists): choose another --out, or pass --overwrite to replace it",
+      fail("'{}' already holds a training run ({} exists) and no checkpoint to resume from: choose another --out, "
+           "or pass --overwrite to replace it",
            dir_, f);
     std::filesystem::remove(p);
   }
@@ -30,6 +32,12 @@ void RunDir::write_config(const Config& cfg) const {
 }
 
 void RunDir::append_metrics(const nlohmann::json& epoch) const { fs::append_line(file("metrics.jsonl"), epoch.dump()); }
+
+void RunDir::rewrite_metrics(const std::vector<nlohmann::json>& epochs) const {
+  std::string text;
+  for (const auto& e : epochs) text += e.dump() + "\n";
+  fs::write_atomic(file("metrics.jsonl"), text);
+}
 
 void RunDir::write_results(const nlohmann::json& results) const {
   fs::write_atomic(file("results.json"), results.dump(2) + "\n");

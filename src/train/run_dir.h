@@ -6,6 +6,7 @@
 //   final.pt        weights after the last epoch
 #pragma once
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -17,12 +18,14 @@ namespace cifar::train {
 
 class RunDir {
  public:
-  // Creates the directory. Refuses one that already holds a run unless `overwrite`.
-  RunDir(std::string dir, bool overwrite);
+  // Creates the directory. Refuses one that already holds a run unless `overwrite` or `resuming`.
+  RunDir(std::string dir, bool overwrite, bool resuming);
   const std::string& dir() const { return dir_; }
   std::string file(const std::string& name) const;
   void write_config(const Config& cfg) const;
   void append_metrics(const nlohmann::json& epoch) const;
+  // Replaces metrics.jsonl with these lines (resume: the checkpoint's history is the truth).
+  void rewrite_metrics(const std::vector<nlohmann::json>& epochs) const;
   void write_results(const nlohmann::json& results) const;
   std::string best_weights() const { return file("best.pt"); }
   std::string final_weights() const { return file("final.pt"); }

@@ -32,6 +32,12 @@ class EarlyStopping {
   double best() const { return best_; }
   int64_t best_epoch() const { return best_epoch_; }
   int64_t bad_epochs() const { return bad_epochs_; }
+  // Continue from a saved state (resume).
+  void restore(double best, int64_t best_epoch, int64_t bad_epochs) {
+    best_ = best;
+    best_epoch_ = best_epoch;
+    bad_epochs_ = bad_epochs;
+  }
 
  private:
   int64_t patience_;

@@ -1,13 +1,17 @@
 // The training loop: per-iteration LR schedule, MixUp, label smoothing, bf16 autocast, gradient
 // clipping, SGD; validation every epoch with early stopping and best-model selection; metrics to the
-// run directory and the log.
+// run directory and the log; checkpoints (every N epochs, every N minutes, best, final, on SIGTERM/SIGINT)
+// and bit-exact resume from any of them, mid-epoch included.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "data/cifar.h"
 #include "model/device.h"
 #include "model/wide_resnet.h"
+#include "train/checkpoint.h"
+#include "train/metrics.h"
 #include "train/run_dir.h"
 
 namespace cifar {
@@ -16,38 +20,34 @@ class Config;
 
 namespace cifar::train {
 
-struct EpochMetrics {
-  int64_t epoch = 0;  // 1-based
-  double lr = 0;      // at the epoch's last step
-  double train_loss = 0, train_acc = 0;
-  bool has_val = false;
-  double val_loss = 0, val_top1 = 0, val_top5 = 0;
-  double epoch_seconds = 0, train_seconds = 0, images_per_second = 0;
-};
-
 struct FitResult {
   std::vector<EpochMetrics> history;
   int64_t best_epoch = 0;  // 1-based; the last epoch when there is no validation set
   double best_val_top1 = 0;
   bool early_stopped = false;
+  int stopped_by_signal = 0;  // SIGTERM/SIGINT when training was interrupted (a checkpoint was written)
 };
 
 class Trainer {
  public:
-  Trainer(const Config& cfg, const model::Runtime& rt, model::WideResNet net, const RunDir& run);
-  // Trains on `train_idx` of `train_split`, validating on `val_idx` (may be empty). Leaves the model with
-  // its final weights; best.pt and final.pt are written to the run directory.
+  // `ckpt` may be null (no checkpoints).
+  Trainer(const Config& cfg, const model::Runtime& rt, model::WideResNet net, const RunDir& run, Checkpointer* ckpt);
+  // Trains on `train_idx` of `train_split`, validating on `val_idx` (may be empty), from scratch or from
+  // `resume`. Leaves the model with its final weights; best.pt and final.pt are in the run directory.
   FitResult fit(const data::Split& train_split, const std::vector<int64_t>& train_idx,
-                const std::vector<int64_t>& val_idx);
+                const std::vector<int64_t>& val_idx, const Snapshot* resume = nullptr);
 
  private:
   const Config& cfg_;
   model::Runtime rt_;
   model::WideResNet net_;
   const RunDir& run_;
+  Checkpointer* ckpt_;
 };
 
-// The line printed for each epoch (documented in the README for CloudWatch metric definitions).
-std::string format_epoch_line(const EpochMetrics& m);
+// Checks that a checkpoint may continue under the current config: keys the weights or data order depend
+// on must match (ConfigError naming them, unless allow_change); other changed keys are logged.
+void check_resume_config(const Config& current, const nlohmann::json& saved, const std::string& checkpoint,
+                         bool allow_change);
 
 }  // namespace cifar::train

@@ -135,12 +135,12 @@ class Docs(TempDirTest):
         keys = re.findall(r"^  (\w+)\s+default", r.stdout, re.M)
         self.assertGreater(len(keys), 30)
         for k in keys:
-            self.assertIn(f"`{k}`", readme, f"config key {k} is not in README.md")
+            self.assertTrue(f"`{k}`" in readme, f"config key {k} is not in README.md")
         for cmd in (["train"], ["eval"], ["data", "download"], ["data", "verify"], ["data", "info"]):
             r = run(cmd + ["--help"])
             for opt in re.findall(r"(--[a-z][a-z-]+)", r.stdout):
                 if opt != "--help":
-                    self.assertIn(opt, readme, f"{' '.join(cmd)} {opt} is not in README.md")
+                    self.assertTrue(opt in readme, f"{' '.join(cmd)} {opt} is not in README.md")
 
 
 class Terminal(TempDirTest):

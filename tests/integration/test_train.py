@@ -80,10 +80,16 @@ class Train(TempDirTest):
         self.assertOk(e)
         self.assertIn("test_top1=", e.stdout)
 
-        # A second run into the same directory is refused; nothing is lost.
-        again = self.train(out, "--set", "epochs=1")
-        self.assertEqual(again.returncode, 1)
-        self.assertIn("already holds a training run", again.stderr)
+        # Training again into the same directory resumes from its checkpoints: with a different model
+        # configuration that is refused (exit 2, naming the key) and nothing is touched.
+        again = self.train(out, "--set", "epochs=3", "--set", "mixup_alpha=0", "--set", "dropout=0.1")
+        self.assertEqual(again.returncode, 2, again.stderr)
+        self.assertIn("dropout (0 -> 0.1)", again.stderr)
+        self.assertEqual(len(read_jsonl(os.path.join(out, "metrics.jsonl"))), 3)
+        # Without checkpoints (resume=none) an existing run is refused unless --overwrite.
+        again = self.train(out, "--set", "epochs=1", "--resume", "none")
+        self.assertEqual(again.returncode, 1, again.stderr)
+        self.assertIn("holds checkpoints and resume=none", again.stderr)
         self.assertEqual(len(read_jsonl(os.path.join(out, "metrics.jsonl"))), 3)
 
     def test_same_seed_same_metrics_and_weights(self):

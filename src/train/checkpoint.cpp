@@ -1,0 +1,363 @@
+#include "train/checkpoint.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/fsutil.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "common/rng.h"
+#include "common/torch_compat.h"
+#include "model/safetensors.h"
+#include "model/wide_resnet.h"
+
+namespace cifar::train {
+
+namespace stdfs = std::filesystem;
+namespace safetensors = model::safetensors;
+
+namespace {
+constexpr const char* kState = "state.safetensors";
+constexpr const char* kMeta = "meta.json";
+constexpr const char* kSums = "SHA256SUMS";
+
+std::string checkpoint_name(const TrainState& s, bool best) {
+  return fmt::format("{}-{:09d}", best ? "best" : "ckpt", s.step);
+}
+
+// Step encoded in a checkpoint directory name, or -1 when the name is not one of ours.
+int64_t step_of(const std::string& name) {
+  for (const char* prefix : {"ckpt-", "best-"}) {
+    const std::string p = prefix;
+    if (name.rfind(p, 0) == 0 && name.size() == p.size() + 9 &&
+        name.find_first_not_of("0123456789", p.size()) == std::string::npos)
+      return std::stoll(name.substr(p.size()));
+  }
+  return -1;
+}
+
+nlohmann::json state_to_json(const TrainState& s) {
+  nlohmann::json h = nlohmann::json::array();
+  for (const auto& m : s.history) h.push_back(to_json(m));
+  return {{"epoch", s.epoch},
+          {"batch", s.batch},
+          {"step", s.step},
+          {"loss_sum", s.loss_sum},
+          {"hit_sum", s.hit_sum},
+          {"seen", s.seen},
+          {"train_seconds", s.train_seconds},
+          {"early_stopping", {{"best", s.es_best}, {"best_epoch", s.es_best_epoch}, {"bad_epochs", s.es_bad_epochs}}},
+          {"best_epoch", s.best_epoch},
+          {"best_val_top1", s.best_val_top1},
+          {"finished", s.finished},
+          {"early_stopped", s.early_stopped},
+          {"history", h}};
+}
+
+TrainState state_from_json(const nlohmann::json& j) {
+  TrainState s;
+  s.epoch = j.at("epoch").get<int64_t>();
+  s.batch = j.at("batch").get<int64_t>();
+  s.step = j.at("step").get<int64_t>();
+  s.loss_sum = j.at("loss_sum").get<double>();
+  s.hit_sum = j.at("hit_sum").get<double>();
+  s.seen = j.at("seen").get<int64_t>();
+  s.train_seconds = j.at("train_seconds").get<double>();
+  const auto& es = j.at("early_stopping");
+  s.es_best = es.at("best").get<double>();
+  s.es_best_epoch = es.at("best_epoch").get<int64_t>();
+  s.es_bad_epochs = es.at("bad_epochs").get<int64_t>();
+  s.best_epoch = j.at("best_epoch").get<int64_t>();
+  s.best_val_top1 = j.at("best_val_top1").get<double>();
+  s.finished = j.at("finished").get<bool>();
+  s.early_stopped = j.at("early_stopped").get<bool>();
+  for (const auto& m : j.at("history")) s.history.push_back(epoch_metrics_from_json(m));
+  return s;
+}
+
+void remove_quietly(const std::string& p) {
+  std::error_code ec;
+  stdfs::remove_all(p, ec);
+}
+
+// A private CPU copy (never a view of the live tensor: the background writer reads it while training goes on).
+at::Tensor cpu_copy(const at::Tensor& t) { return t.detach().to(torch::kCPU).clone(at::MemoryFormat::Contiguous); }
+
+at::Generator default_generator(c10::DeviceType type) {
+  return at::globalContext().defaultGenerator(c10::Device(type, type == c10::kCPU ? -1 : 0));
+}
+}  // namespace
+
+// ------------------------------------------------------------------------------------ capture/restore
+
+Snapshot capture(const torch::nn::Module& model, const torch::optim::Optimizer& opt,
+                 const std::vector<at::Tensor>& params, const TrainState& state, const nlohmann::json& config,
+                 const std::string& reason) {
+  torch::NoGradGuard no_grad;
+  Snapshot s;
+  s.state = state;
+  s.config = config;
+  s.reason = reason;
+  for (const auto& [name, t] : model::state_dict(model)) s.model.emplace_back(name, cpu_copy(t));
+  const auto& st = opt.state();
+  for (const auto& p : params) {
+    auto it = st.find(compat::optimizer_state_key(st, p));
+    at::Tensor buf;
+    if (it != st.end()) buf = static_cast<const torch::optim::SGDParamState&>(*it->second).momentum_buffer();
+    s.momentum.push_back(buf.defined() ? cpu_copy(buf) : at::Tensor());
+  }
+  {
+    auto gen = default_generator(c10::kCPU);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    s.rng_cpu = gen.get_state();
+  }
+  if (!params.empty() && params[0].is_cuda()) {
+    auto gen = default_generator(c10::kCUDA);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    s.rng_cuda = gen.get_state();
+  }
+  return s;
+}
+
+void restore(const Snapshot& s, torch::nn::Module& model, torch::optim::Optimizer& opt,
+             const std::vector<at::Tensor>& params) {
+  torch::NoGradGuard no_grad;
+  std::map<std::string, at::Tensor> by_name(s.model.begin(), s.model.end());
+  for (auto& [name, t] : model::state_dict(model)) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) fail("checkpoint has no tensor '{}' for this model (different depth or width?)", name);
+    if (it->second.sizes() != t.sizes())
+      fail("checkpoint tensor '{}' has a different shape than the model's (different depth or width?)", name);
+    t.copy_(it->second);
+  }
+  if (s.momentum.size() != params.size())
+    fail("checkpoint has optimizer state for {} parameters, the model has {}", s.momentum.size(), params.size());
+  auto& st = opt.state();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto key = compat::optimizer_state_key(st, params[i]);
+    st.erase(key);
+    if (!s.momentum[i].defined()) continue;
+    // Same memory format as the parameter (and so as its gradients), so the update runs the same kernels.
+    at::Tensor buf = torch::empty_like(params[i]);
+    buf.copy_(s.momentum[i]);
+    auto ps = std::make_unique<torch::optim::SGDParamState>();
+    ps->momentum_buffer(buf);
+    st[key] = std::move(ps);
+  }
+  {
+    auto gen = default_generator(c10::kCPU);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(s.rng_cpu);
+  }
+  if (s.rng_cuda.defined() && !params.empty() && params[0].is_cuda()) {
+    auto gen = default_generator(c10::kCUDA);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(s.rng_cuda);
+  }
+}
+
+// ------------------------------------------------------------------------------------------ writing
+
+Checkpointer::Checkpointer(std::string dir, int64_t keep) : dir_(std::move(dir)), keep_(std::max<int64_t>(1, keep)) {
+  fs::make_dirs(dir_);
+  const std::string lock_path = (stdfs::path(dir_) / ".lock").string();
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT, 0644);
+  if (lock_fd_ < 0) fail("cannot create '{}': {}", lock_path, std::strerror(errno));
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    fail("checkpoint directory '{}' is in use by another cifar100 process; use another --out or checkpoint_dir", dir_);
+  }
+  for (const auto& e : stdfs::directory_iterator(dir_))
+    if (e.path().filename().string().rfind(".tmp-", 0) == 0) {
+      log::warn("removing '{}', an incomplete checkpoint left by an interrupted save", e.path().string());
+      remove_quietly(e.path().string());
+    }
+}
+
+Checkpointer::~Checkpointer() {
+  const std::string err = wait();
+  if (!err.empty()) log::error("{}", err);
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+void Checkpointer::write(const Snapshot& s, bool best) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string name = checkpoint_name(s.state, best);
+  const std::string final_path = (stdfs::path(dir_) / name).string();
+  const std::string tmp = (stdfs::path(dir_) / fmt::format(".tmp-{}-{}", name, ::getpid())).string();
+  remove_quietly(tmp);
+  try {
+    fs::make_dirs(tmp);
+    safetensors::Tensors tensors;
+    for (const auto& [n, t] : s.model) tensors.emplace_back("model/" + n, t);
+    for (size_t i = 0; i < s.momentum.size(); ++i)
+      if (s.momentum[i].defined()) tensors.emplace_back("momentum/" + std::to_string(i), s.momentum[i]);
+    tensors.emplace_back("rng/cpu", s.rng_cpu);
+    if (s.rng_cuda.defined()) tensors.emplace_back("rng/cuda", s.rng_cuda);
+    const std::string state_sha = safetensors::write((stdfs::path(tmp) / kState).string(), tensors,
+                                                     {{"format", "cifar100-checkpoint"}});
+    nlohmann::json meta = {{"format", kCheckpointFormat},
+                           {"program", "cifar100 0.1.0"},
+                           {"torch", TORCH_VERSION},
+                           {"created", log::format_now("%Y-%m-%dT%H:%M:%SZ", true)},
+                           {"reason", s.reason},
+                           {"kind", best ? "best" : "ckpt"},
+                           {"parameters", s.momentum.size()},
+                           {"state", state_to_json(s.state)},
+                           {"config", s.config}};
+    const std::string meta_text = meta.dump(1) + "\n";
+    const std::string sums =
+        fmt::format("{}  {}\n{}  {}\n", state_sha, kState, hash::sha256(meta_text.data(), meta_text.size()), kMeta);
+    fs::write_atomic((stdfs::path(tmp) / kMeta).string(), meta_text);
+    fs::write_atomic((stdfs::path(tmp) / kSums).string(), sums);
+    fs::sync_dir(tmp);
+    std::error_code ec;
+    std::string old;
+    if (stdfs::exists(final_path)) {  // same step saved again (e.g. a signal right after an epoch's save)
+      old = (stdfs::path(dir_) / fmt::format(".tmp-old-{}-{}", name, ::getpid())).string();
+      stdfs::rename(final_path, old, ec);
+      if (ec) fail("cannot move the previous '{}' aside: {}", final_path, ec.message());
+    }
+    stdfs::rename(tmp, final_path, ec);
+    if (ec) fail("cannot rename '{}' to '{}': {}", tmp, final_path, ec.message());
+    fs::sync_dir(dir_);
+    if (!old.empty()) remove_quietly(old);
+  } catch (const std::exception& e) {
+    remove_quietly(tmp);
+    fail("checkpoint '{}' was not written: {}; older checkpoints are untouched", final_path, e.what());
+  }
+  prune(best);
+  last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  log::info("checkpoint {} written ({}, epoch {}, batch {}, step {}, {:.2f} s)", final_path, s.reason,
+            s.state.epoch + 1, s.state.batch, s.state.step, last_seconds_);
+}
+
+void Checkpointer::prune(bool best) {
+  // Keep the newest `keep` periodic checkpoints and the newest best one.
+  int64_t kept = 0;
+  for (const auto& path : list(dir_)) {
+    const std::string name = stdfs::path(path).filename().string();
+    const bool is_best = name.rfind("best-", 0) == 0;
+    if (is_best != best) continue;
+    if (++kept > (best ? 1 : keep_)) remove_quietly(path);
+  }
+}
+
+std::string Checkpointer::save(const Snapshot& s, bool best) {
+  const std::string err = wait();
+  if (!err.empty()) log::error("{}", err);
+  write(s, best);
+  return (stdfs::path(dir_) / checkpoint_name(s.state, best)).string();
+}
+
+void Checkpointer::save_async(Snapshot s, bool best) {
+  const std::string err = wait();
+  if (!err.empty()) log::error("{}", err);
+  worker_ = std::thread([this, s = std::move(s), best]() {
+    try {
+      write(s, best);
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_error_ = e.what();
+    }
+  });
+}
+
+std::string Checkpointer::wait() {
+  if (worker_.joinable()) worker_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::exchange(pending_error_, std::string());
+}
+
+// ------------------------------------------------------------------------------------------ reading
+
+std::vector<std::string> Checkpointer::list(const std::string& dir) {
+  std::vector<std::pair<std::pair<int64_t, int>, std::string>> found;
+  std::error_code ec;
+  if (!stdfs::is_directory(dir, ec)) return {};
+  for (const auto& e : stdfs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const int64_t step = step_of(name);
+    if (step >= 0 && e.is_directory()) found.push_back({{step, name.rfind("ckpt-", 0) == 0 ? 1 : 0}, e.path().string()});
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(f.second);
+  return out;
+}
+
+Snapshot Checkpointer::load(const std::string& path) {
+  auto file_path = [&](const char* n) { return (stdfs::path(path) / n).string(); };
+  if (!fs::exists(file_path(kSums))) fail("checkpoint '{}' is incomplete: {} is missing", path, kSums);
+  std::map<std::string, std::string> sums;
+  {
+    std::istringstream in(fs::read_text(file_path(kSums)));
+    std::string hex, name;
+    while (in >> hex >> name) sums[name] = hex;
+  }
+  std::map<std::string, std::vector<uint8_t>> bytes;
+  for (const char* n : {kState, kMeta}) {
+    if (!fs::exists(file_path(n))) fail("checkpoint '{}' is incomplete: {} is missing", path, n);
+    bytes[n] = fs::read_bytes(file_path(n));
+    if (!sums.count(n)) fail("checkpoint '{}': {} lists no checksum for {}", path, kSums, n);
+    if (hash::sha256(bytes[n].data(), bytes[n].size()) != sums[n])
+      fail("checkpoint '{}': {} is corrupt (its SHA-256 does not match {})", path, n, kSums);
+  }
+  Snapshot s;
+  nlohmann::json meta;
+  try {
+    meta = nlohmann::json::parse(bytes[kMeta].begin(), bytes[kMeta].end());
+    const int format = meta.at("format").get<int>();
+    if (format > kCheckpointFormat)
+      fail("checkpoint '{}' has format {}, newer than this program's {}: use a newer cifar100", path, format,
+           kCheckpointFormat);
+    s.state = state_from_json(meta.at("state"));
+    s.config = meta.at("config");
+    s.reason = meta.value("reason", "");
+  } catch (const nlohmann::json::exception& e) {
+    fail("checkpoint '{}': {} is not valid: {}", path, kMeta, e.what());
+  }
+  const auto& raw = bytes[kState];
+  safetensors::File file = safetensors::parse(raw.data(), raw.size(), file_path(kState));
+  const size_t nparams = meta.at("parameters").get<size_t>();
+  s.momentum.resize(nparams);
+  for (auto& [key, t] : file.tensors) {
+    if (key.rfind("model/", 0) == 0) s.model.emplace_back(key.substr(6), t);
+    else if (key.rfind("momentum/", 0) == 0) {
+      const size_t i = std::stoul(key.substr(9));
+      if (i >= nparams) fail("checkpoint '{}': momentum buffer {} out of range", path, i);
+      s.momentum[i] = t;
+    } else if (key == "rng/cpu") s.rng_cpu = t;
+    else if (key == "rng/cuda") s.rng_cuda = t;
+  }
+  if (!s.rng_cpu.defined()) fail("checkpoint '{}': {} has no RNG state", path, kState);
+  return s;
+}
+
+std::optional<std::pair<std::string, Snapshot>> Checkpointer::load_latest(const std::string& dir,
+                                                                          std::vector<std::string>& problems) {
+  const auto all = list(dir);
+  for (const auto& path : all) {
+    try {
+      return std::make_pair(path, load(path));
+    } catch (const Error& e) {
+      problems.push_back(e.what());
+    }
+  }
+  if (all.empty()) return std::nullopt;
+  std::string msg = fmt::format("none of the {} checkpoints in '{}' is valid (nothing was deleted):", all.size(), dir);
+  for (const auto& p : problems) msg += "\n  " + p;
+  throw Error(msg);
+}
+
+}  // namespace cifar::train

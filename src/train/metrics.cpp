@@ -1,0 +1,51 @@
+#include "train/metrics.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace cifar::train {
+
+nlohmann::json to_json(const EpochMetrics& m) {
+  nlohmann::json j = {{"epoch", m.epoch},
+                      {"lr", m.lr},
+                      {"train_loss", m.train_loss},
+                      {"train_acc", m.train_acc},
+                      {"epoch_seconds", m.epoch_seconds},
+                      {"train_seconds", m.train_seconds},
+                      {"images_per_second", m.images_per_second}};
+  if (m.has_val) {
+    j["val_loss"] = m.val_loss;
+    j["val_top1"] = m.val_top1;
+    j["val_top5"] = m.val_top5;
+  }
+  return j;
+}
+
+EpochMetrics epoch_metrics_from_json(const nlohmann::json& j) {
+  EpochMetrics m;
+  m.epoch = j.at("epoch").get<int64_t>();
+  m.lr = j.at("lr").get<double>();
+  m.train_loss = j.at("train_loss").get<double>();
+  m.train_acc = j.at("train_acc").get<double>();
+  m.epoch_seconds = j.at("epoch_seconds").get<double>();
+  m.train_seconds = j.at("train_seconds").get<double>();
+  m.images_per_second = j.at("images_per_second").get<double>();
+  m.has_val = j.contains("val_top1");
+  if (m.has_val) {
+    m.val_loss = j.at("val_loss").get<double>();
+    m.val_top1 = j.at("val_top1").get<double>();
+    m.val_top5 = j.at("val_top5").get<double>();
+  }
+  return m;
+}
+
+std::string format_epoch_line(const EpochMetrics& m) {
+  std::string s = fmt::format("epoch={}; lr={:.6f}; train_loss={:.4f}; train_acc={:.4f};", m.epoch, m.lr,
+                              m.train_loss, m.train_acc);
+  if (m.has_val)
+    s += fmt::format(" val_loss={:.4f}; val_top1={:.4f}; val_top5={:.4f};", m.val_loss, m.val_top1, m.val_top5);
+  s += fmt::format(" epoch_seconds={:.1f}; images_per_second={:.1f};", m.epoch_seconds, m.images_per_second);
+  return s;
+}
+
+}  // namespace cifar::train
