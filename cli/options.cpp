@@ -2,6 +2,7 @@
 
 #include "cli/commands.h"
 #include "common/log.h"
+#include "data/transforms.h"
 
 namespace cifar::cli {
 
@@ -20,7 +21,9 @@ Config resolve(const ConfigArgs& a, const std::string& base_yaml) {
   if (!a.archive.empty()) overrides.push_back("archive=" + a.archive);
   if (!a.device.empty()) overrides.push_back("device=" + a.device);
   overrides.insert(overrides.end(), a.sets.begin(), a.sets.end());
-  return resolve_config({base_yaml, a.config}, overrides);
+  Config cfg = resolve_config({base_yaml, a.config}, overrides);
+  (void)data::Pipeline::parse(cfg.s("augment"));  // a bad pipeline fails here, at start, naming the key
+  return cfg;
 }
 
 void print_config_help() {

@@ -9,7 +9,8 @@ PACKAGES=(
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libarchive-dev libssl-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3-torch python3-numpy
+  python3-torch python3-torchvision python3-numpy python3-pil
+  libpng-dev
 )
 
 missing=()

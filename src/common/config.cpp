@@ -42,17 +42,24 @@ const std::vector<OptionSpec>& option_table() {
       {"decay_norm_and_bias", OptType::Bool, "false", "also apply weight decay to batch-norm parameters and biases",
        "optim", "", {}, -kBig, kBig},
       {"label_smoothing", OptType::Float, "0.1", "label smoothing epsilon", "optim", "", {}, 0, 1, true},
-      {"mixup_alpha", OptType::Float, "0.2", "MixUp Beta(alpha, alpha) parameter; 0 turns MixUp off", "optim", "", {},
-       0, 1000},
+      {"mixup_alpha", OptType::Float, "0.2", "MixUp Beta(alpha, alpha) parameter; 0 turns MixUp off", "augment", "",
+       {}, 0, 1000},
       {"grad_clip", OptType::Float, "1.0", "clip gradients to this global L2 norm; 0 turns clipping off", "optim", "",
        {}, 0, 1e9},
       {"early_stopping_patience", OptType::Int, "15",
        "stop after this many epochs without a better validation top-1; 0 turns early stopping off", "optim", "", {}, 0,
        1e6},
       // augmentation
-      {"crop_padding", OptType::Int, "4", "random crop after zero padding by this many pixels; 0 turns it off",
-       "augment", "", {}, 0, 16},
-      {"hflip", OptType::Bool, "true", "random horizontal flip with probability 0.5", "augment", "", {}, -kBig, kBig},
+      {"augment", OptType::String, "standard",
+       "training augmentation pipeline: a preset (none, standard, seed, autoaugment, randaugment, trivialaugment) "
+       "or transforms such as 'random_crop(padding=4); hflip; trivial_augment_wide; cutout(size=16)' (README)",
+       "augment", "", {}, -kBig, kBig, false, true},
+      {"cutmix_alpha", OptType::Float, "0", "CutMix Beta(alpha, alpha) parameter; 0 turns CutMix off", "augment", "",
+       {}, 0, 1000},
+      {"mix_prob", OptType::Float, "1.0", "probability that a batch is mixed (MixUp or CutMix) when either is on",
+       "augment", "", {}, 0, 1},
+      {"mix_switch_prob", OptType::Float, "0.5", "with both MixUp and CutMix on, probability of CutMix for a batch",
+       "augment", "", {}, 0, 1},
       // data
       {"val_size", OptType::Int, "5000",
        "validation images carved from the training set (stratified, fixed by seed); 0 = no validation", "data", "", {},
@@ -106,6 +113,9 @@ const std::vector<OptionSpec>& option_table() {
       {"workers", OptType::Int, "1", "data loader threads; 0 = load batches in the training thread", "system", "", {},
        0, 256},
       {"prefetch", OptType::Int, "4", "batches the loader may prepare ahead", "system", "", {}, 1, 1024},
+      {"synthetic_data", OptType::Bool, "false",
+       "train on one pre-made batch reused every step instead of the loader (to measure the loader's cost)", "system",
+       "", {}, -kBig, kBig},
       {"eval_batch_size", OptType::Int, "500", "batch size for validation and test", "system", "", {}, 1, 65536},
       {"log_interval", OptType::Int, "50",
        "steps between progress lines when stdout is not a terminal; 0 = only epoch lines", "system", "", {}, 0, 1e9},
@@ -117,7 +127,7 @@ ResumeRule resume_rule(const std::string& key) {
   // What a checkpoint's weights and data order depend on must match; where data lives, how many threads
   // run, how often to log or save may change freely; the rest changes the run from then on (warned).
   static const std::set<std::string> must = {"depth", "width", "dropout", "batch_size", "val_size", "train_limit",
-                                             "drop_last", "crop_padding", "hflip", "seed"};
+                                             "drop_last", "augment", "seed", "synthetic_data"};
   static const std::set<std::string> free = {
       "data_dir", "archive", "archive_md5", "data_url", "download_md5", "download_bytes", "device", "threads",
       "workers", "prefetch", "eval_batch_size", "log_interval", "checkpoint_dir", "checkpoint_every_epochs",
@@ -223,6 +233,37 @@ std::string value_text(const Config::Value& v) {
   return std::get<std::string>(v);
 }
 
+// A YAML list of steps ("name", "name(k=v)" or {name: {k: v}}) as "name; name(k=v, ...)".
+std::string join_yaml_list(const YAML::Node& list, const std::string& key, const std::string& where) {
+  std::string out;
+  for (const auto& item : list) {
+    std::string step;
+    if (item.IsScalar()) {
+      step = item.Scalar();
+    } else if (item.IsMap() && item.size() == 1) {
+      const auto kv = *item.begin();
+      step = kv.first.as<std::string>();
+      if (kv.second.IsMap()) {
+        std::string args;
+        for (const auto& a : kv.second) {
+          if (!a.second.IsScalar())
+            throw ConfigError(fmt::format("{}: key '{}': parameter '{}' of '{}' must be a single value", where, key,
+                                          a.first.as<std::string>(), step));
+          args += (args.empty() ? "" : ", ") + a.first.as<std::string>() + "=" + a.second.Scalar();
+        }
+        step += "(" + args + ")";
+      } else if (!kv.second.IsNull()) {
+        throw ConfigError(fmt::format("{}: key '{}': '{}' needs a mapping of parameters (or nothing)", where, key, step));
+      }
+    } else {
+      throw ConfigError(fmt::format("{}: key '{}': each list item is a name or a one-key mapping name: {{params}}",
+                                    where, key));
+    }
+    out += (out.empty() ? "" : "; ") + step;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string suggest_key(const std::string& key) {
@@ -268,6 +309,11 @@ void Config::load_yaml_string(const std::string& text, const std::string& origin
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>();
     const std::string where = fmt::format("{} (line {})", origin, kv.first.Mark().line + 1);
+    const OptionSpec* spec = find_option(key);
+    if (spec && spec->yaml_list && kv.second.IsSequence()) {
+      set(key, join_yaml_list(kv.second, key, where), Source::File, where);
+      continue;
+    }
     if (!kv.second.IsScalar())
       throw ConfigError(fmt::format("{}: key '{}' must have a single value, not a list or mapping", where, key));
     set(key, kv.second.Scalar(), Source::File, where);

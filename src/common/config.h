@@ -24,6 +24,7 @@ struct OptionSpec {
   std::vector<std::string> choices;  // allowed values of a String option, empty = any
   double min = -1e300, max = 1e300;  // inclusive bounds of numeric options
   bool max_exclusive = false;
+  bool yaml_list = false;  // a YAML list is accepted and joined into "a; b(k=v); ..." (augment)
 };
 
 // The table, in display order.

@@ -1,19 +1,10 @@
 #include "data/augment.h"
 
+#include <cstring>
+
 #include "data/cifar.h"
 
 namespace cifar::data {
-
-CropFlip draw_crop_flip(const AugmentParams& p, Rng& rng) {
-  CropFlip cf;
-  const int pad = p.crop_padding;
-  if (pad > 0) {
-    cf.top = static_cast<int>(rng.below(static_cast<uint64_t>(2 * pad + 1)));
-    cf.left = static_cast<int>(rng.below(static_cast<uint64_t>(2 * pad + 1)));
-  }
-  cf.flip = p.hflip && rng.bernoulli(0.5);
-  return cf;
-}
 
 NormalizeLut::NormalizeLut() {
   for (int c = 0; c < 3; ++c)
@@ -25,42 +16,31 @@ const NormalizeLut& normalize_lut() {
   return lut;
 }
 
-namespace {
-constexpr int S = kImageSize;
-
-// Source column for output column x, or -1 when it falls into the zero padding.
-template <typename Fn>
-inline void for_each_pixel(int pad, const CropFlip& cf, Fn&& fn) {
-  for (int y = 0; y < S; ++y) {
-    const int sy = y + cf.top - pad;
-    for (int x = 0; x < S; ++x) {
-      const int cx = cf.flip ? (S - 1 - x) : x;  // flip is applied after the crop
-      const int sx = cx + cf.left - pad;
-      const bool inside = sy >= 0 && sy < S && sx >= 0 && sx < S;
-      fn(y, x, inside ? sy * S + sx : -1);
-    }
-  }
-}
-}  // namespace
-
-void apply_crop_flip(const uint8_t* src, uint8_t* dst, int pad, const CropFlip& cf) {
-  for_each_pixel(pad, cf, [&](int y, int x, int s) {
-    for (int c = 0; c < 3; ++c) dst[c * S * S + y * S + x] = s < 0 ? 0 : src[c * S * S + s];
-  });
-}
-
-void apply_crop_flip_normalize(const uint8_t* src, float* dst, int pad, const CropFlip& cf, bool channels_last) {
+void normalize(const ops::Image& img, float* dst, bool channels_last) {
+  constexpr int S = ops::S;
   const auto& lut = normalize_lut();
   if (channels_last) {
-    for_each_pixel(pad, cf, [&](int y, int x, int s) {
-      float* o = dst + (y * S + x) * 3;
-      for (int c = 0; c < 3; ++c) o[c] = lut.v[c][s < 0 ? 0 : src[c * S * S + s]];
-    });
+    for (int y = 0; y < S; ++y)
+      for (int x = 0; x < S; ++x) {
+        float* o = dst + (y * S + x) * 3;
+        o[0] = lut.v[0][img.p[0][y][x]];
+        o[1] = lut.v[1][img.p[1][y][x]];
+        o[2] = lut.v[2][img.p[2][y][x]];
+      }
   } else {
-    for_each_pixel(pad, cf, [&](int y, int x, int s) {
-      for (int c = 0; c < 3; ++c) dst[c * S * S + y * S + x] = lut.v[c][s < 0 ? 0 : src[c * S * S + s]];
-    });
+    for (int c = 0; c < 3; ++c)
+      for (int y = 0; y < S; ++y)
+        for (int x = 0; x < S; ++x) dst[(c * S + y) * S + x] = lut.v[c][img.p[c][y][x]];
   }
+}
+
+void augment_normalize(const uint8_t* src, float* dst, bool channels_last, const Pipeline* pipeline, Rng& rng) {
+  ops::Image img;
+  static_assert(sizeof(ops::Image) == kPixels, "image layout");
+  std::memcpy(&img, src, sizeof img);
+  if (pipeline) pipeline->apply(img, rng);
+  normalize(img, dst, channels_last);
+  if (pipeline && pipeline->has_float_stage()) pipeline->apply_float(dst, channels_last, rng);
 }
 
 }  // namespace cifar::data

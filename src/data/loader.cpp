@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "common/rng.h"
+#include "data/augment.h"
 
 namespace cifar::data {
 
@@ -55,17 +56,11 @@ Batch Loader::make_batch(int64_t b, int64_t epoch, const Order& order_ptr) const
   at::Tensor labels = torch::empty({bs}, torch::kInt64);
   float* img = images.data_ptr<float>();
   int64_t* lab = labels.data_ptr<int64_t>();
-  const int pad = opts_.augment ? opts_.aug.crop_padding : 0;
+  const Pipeline* pipeline = opts_.augment.get();
   for (int64_t k = 0; k < bs; ++k) {
     const int64_t idx = order[static_cast<size_t>(begin + k)];
-    CropFlip cf;
-    if (opts_.augment) {
-      Rng rng(opts_.seed, Stream::Augment, {static_cast<uint64_t>(epoch), static_cast<uint64_t>(idx)});
-      cf = draw_crop_flip(opts_.aug, rng);
-    } else {
-      cf.top = cf.left = pad;
-    }
-    apply_crop_flip_normalize(split_.image(idx), img + k * kPixels, pad, cf, opts_.channels_last);
+    Rng rng(opts_.seed, Stream::Augment, {static_cast<uint64_t>(epoch), static_cast<uint64_t>(idx)});
+    augment_normalize(split_.image(idx), img + k * kPixels, opts_.channels_last, pipeline, rng);
     lab[k] = split_.fine[static_cast<size_t>(idx)];
   }
   batch.images = opts_.channels_last ? images.permute({0, 3, 1, 2}) : images;

@@ -15,7 +15,7 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "data/augment.h"
+#include "data/transforms.h"
 #include "data/cifar.h"
 
 namespace cifar::data {
@@ -24,8 +24,7 @@ struct LoaderOptions {
   int64_t batch_size = 128;
   bool shuffle = false;
   bool drop_last = false;
-  bool augment = false;
-  AugmentParams aug;
+  std::shared_ptr<const Pipeline> augment;  // null: no augmentation
   uint64_t seed = 0;
   int workers = 1;   // 0 = build batches in the calling thread
   int prefetch = 4;  // batches prepared ahead

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -14,6 +15,7 @@
 #include "common/signals.h"
 #include "common/torch_compat.h"
 #include "data/loader.h"
+#include "data/transforms.h"
 #include "eval/evaluate.h"
 #include "model/weights.h"
 #include "train/losses.h"
@@ -38,9 +40,7 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
   lo.batch_size = cfg_.i("batch_size");
   lo.shuffle = true;
   lo.drop_last = cfg_.b("drop_last");
-  lo.augment = true;
-  lo.aug.crop_padding = static_cast<int>(cfg_.i("crop_padding"));
-  lo.aug.hflip = cfg_.b("hflip");
+  lo.augment = std::make_shared<const data::Pipeline>(data::Pipeline::parse(cfg_.s("augment")));
   lo.seed = seed;
   lo.workers = static_cast<int>(cfg_.i("workers"));
   lo.prefetch = static_cast<int>(cfg_.i("prefetch"));
@@ -52,7 +52,13 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
   const LrSchedule sched = make_schedule(cfg_, steps_per_epoch);
   auto optimizer = make_sgd(*net_, cfg_);
   const double eps = cfg_.f("label_smoothing");
-  const double alpha = cfg_.f("mixup_alpha");
+  MixConfig mix;
+  mix.mixup_alpha = cfg_.f("mixup_alpha");
+  mix.cutmix_alpha = cfg_.f("cutmix_alpha");
+  mix.prob = cfg_.f("mix_prob");
+  mix.switch_prob = cfg_.f("mix_switch_prob");
+  const bool mixing = mix.enabled();
+  const bool synthetic = cfg_.b("synthetic_data");
   const double clip = cfg_.f("grad_clip");
   const bool has_val = !val_idx.empty();
   EarlyStopping stopper(has_val ? cfg_.i("early_stopping_patience") : 0);
@@ -105,13 +111,28 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
   log::info("training {} images for {} epochs of {} steps (batch {}, peak lr {:.4g}, warmup {} steps), validating on {}",
             loader.size(), epochs, steps_per_epoch, lo.batch_size, sched.peak_lr, sched.warmup_steps, val_idx.size());
 
+  std::optional<data::Batch> fixed;  // synthetic_data: one pre-made batch (epoch 0's first) for every step
+
   // ============================================================================================
   // The training loop
   // ============================================================================================
   while (!st.finished && st.epoch < epochs) {
     auto t_phase = Clock::now();
     net_->train();
-    loader.start_epoch(st.epoch, st.batch);
+    loader.start_epoch(st.epoch, synthetic ? steps_per_epoch : st.batch);
+    if (synthetic && !fixed) {
+      loader.start_epoch(0, 0);
+      fixed = loader.next();
+      loader.start_epoch(st.epoch, steps_per_epoch);
+    }
+    int64_t synthetic_next = st.batch;
+    auto next_batch = [&]() -> std::optional<data::Batch> {
+      if (!synthetic) return loader.next();
+      if (synthetic_next >= steps_per_epoch) return std::nullopt;
+      data::Batch b = *fixed;
+      b.index = synthetic_next++;
+      return b;
+    };
     torch::Tensor loss_sum = torch::full({}, st.loss_sum, torch::dtype(torch::kFloat64).device(rt_.device));
     torch::Tensor hit_sum = torch::full({}, st.hit_sum, torch::dtype(torch::kFloat64).device(rt_.device));
     // Moves the device-side meters and the elapsed time into `st` (before a checkpoint, at the epoch's end).
@@ -124,23 +145,23 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
     log::Progress progress(fmt::format("epoch {}/{}", st.epoch + 1, epochs), steps_per_epoch, "img",
                            cfg_.i("log_interval"));
     std::string shown_loss;
-    while (auto batch = loader.next()) {
+    while (auto batch = next_batch()) {
       set_lr(*optimizer, sched.at(st.step));
       torch::Tensor x = batch->images.to(rt_.device, /*non_blocking=*/true);
       torch::Tensor y = batch->labels.to(rt_.device, /*non_blocking=*/true);
       const int64_t bs = y.size(0);
 
       Mixed mixed;
-      if (alpha > 0) {
+      if (mixing) {
         Rng rng(seed, Stream::MixUp, {static_cast<uint64_t>(st.step)});
-        mixed = mixup(x, y, alpha, rng);
+        mixed = mix_batch(x, y, mix, rng);
       }
       torch::Tensor logits;
       {
         compat::AutocastGuard amp(rt_.device.type(), rt_.bf16);
-        logits = net_->forward(alpha > 0 ? mixed.inputs : x);
+        logits = net_->forward(mixing ? mixed.inputs : x);
       }
-      torch::Tensor loss = alpha > 0 ? mixup_loss(logits, y, mixed, eps) : smoothed_cross_entropy(logits, y, eps);
+      torch::Tensor loss = mixing ? mixup_loss(logits, y, mixed, eps) : smoothed_cross_entropy(logits, y, eps);
 
       for (auto& p : params) p.mutable_grad() = torch::Tensor();  // zero_grad(set_to_none)
       loss.backward();
@@ -150,7 +171,7 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
       {
         torch::NoGradGuard no_grad;
         loss_sum += loss.detach().to(torch::kFloat64) * static_cast<double>(bs);
-        hit_sum += alpha > 0 ? mixup_correct(logits.detach(), y, mixed)
+        hit_sum += mixing ? mixup_correct(logits.detach(), y, mixed)
                              : logits.detach().argmax(1).eq(y).sum().to(torch::kFloat64);
       }
       st.seen += bs;

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -13,6 +14,8 @@
 #include "common/hash.h"
 #include "common/rng.h"
 #include "data/augment.h"
+#include "data/image_ops.h"
+#include "data/transforms.h"
 #include "data/cifar.h"
 #include "data/fetch.h"
 #include "data/split.h"
@@ -166,56 +169,104 @@ TEST(Split, TooLargeValidationAndTrainLimit) {
 
 // Hand-computed crop and flip: a 32x32 image whose pixel value encodes its position.
 TEST(Augment, CropWithZeroPaddingAndFlipMatchHandComputedPixels) {
-  std::vector<uint8_t> src(data::kPixels), dst(data::kPixels);
+  data::ops::Image src, dst;
   for (int c = 0; c < 3; ++c)
     for (int y = 0; y < 32; ++y)
-      for (int x = 0; x < 32; ++x) src[c * 1024 + y * 32 + x] = static_cast<uint8_t>(1 + (y * 32 + x + c) % 250);
+      for (int x = 0; x < 32; ++x) src.p[c][y][x] = static_cast<uint8_t>(1 + (y * 32 + x + c) % 250);
+  using data::ops::PadMode;
   // Offsets (top=0, left=8) with pad 4: output (y, x) = input (y - 4, x + 4), zero outside.
-  data::apply_crop_flip(src.data(), dst.data(), 4, {0, 8, false});
-  EXPECT_EQ(dst[0 * 32 + 0], 0);                   // row 0 comes from padding
-  EXPECT_EQ(dst[4 * 32 + 0], src[0 * 32 + 4]);     // (4, 0) <- (0, 4)
-  EXPECT_EQ(dst[10 * 32 + 27], src[6 * 32 + 31]);  // (10, 27) <- (6, 31)
-  EXPECT_EQ(dst[10 * 32 + 28], 0);                 // column 32 is padding
-  EXPECT_EQ(dst[1024 + 5 * 32 + 3], src[1024 + 1 * 32 + 7]);
-  // Identity offsets, flipped: output (y, x) = input (y, 31 - x).
-  data::apply_crop_flip(src.data(), dst.data(), 4, {4, 4, true});
-  for (int y = 0; y < 32; ++y)
-    for (int x = 0; x < 32; ++x) ASSERT_EQ(dst[2048 + y * 32 + x], src[2048 + y * 32 + 31 - x]);
-  // Crop then flip: output (y, x) = cropped (y, 31 - x) = input (y + 2 - 4, 31 - x + 0 - 4).
-  data::apply_crop_flip(src.data(), dst.data(), 4, {2, 0, true});
-  EXPECT_EQ(dst[5 * 32 + 10], src[3 * 32 + 17]);
-  EXPECT_EQ(dst[5 * 32 + 0], src[3 * 32 + 27]);  // x = 0 <- cropped column 31 <- input column 27
-  EXPECT_EQ(dst[5 * 32 + 31], 0);               // x = 31 <- cropped column 0 <- padding
+  data::ops::pad_crop(src, dst, 4, PadMode::Constant, 0, 0, 8);
+  EXPECT_EQ(dst.p[0][0][0], 0);               // row 0 comes from padding
+  EXPECT_EQ(dst.p[0][4][0], src.p[0][0][4]);   // (4, 0) <- (0, 4)
+  EXPECT_EQ(dst.p[0][10][27], src.p[0][6][31]);
+  EXPECT_EQ(dst.p[0][10][28], 0);              // column 32 is padding
+  EXPECT_EQ(dst.p[1][5][3], src.p[1][1][7]);
+  // Reflect padding mirrors without repeating the edge: padded column -2 is column 2.
+  data::ops::pad_crop(src, dst, 4, PadMode::Reflect, 0, 4, 2);
+  EXPECT_EQ(dst.p[2][7][0], src.p[2][7][2]);
+  EXPECT_EQ(dst.p[2][7][2], src.p[2][7][0]);
+  // Crop then flip: output (y, x) = cropped (y, 31 - x).
+  data::ops::pad_crop(src, dst, 4, PadMode::Constant, 0, 2, 0);
+  data::ops::hflip(dst);
+  EXPECT_EQ(dst.p[0][5][10], src.p[0][3][17]);
+  EXPECT_EQ(dst.p[0][5][0], src.p[0][3][27]);
+  EXPECT_EQ(dst.p[0][5][31], 0);
 }
 
 TEST(Augment, NormalisedOutputInBothLayouts) {
-  std::vector<uint8_t> src(data::kPixels);
-  for (int k = 0; k < data::kPixels; ++k) src[k] = static_cast<uint8_t>(k % 256);
+  data::ops::Image img;
+  for (int k = 0; k < data::kPixels; ++k) (&img.p[0][0][0])[k] = static_cast<uint8_t>(k % 256);
   std::vector<float> chw(data::kPixels), hwc(data::kPixels);
-  data::apply_crop_flip_normalize(src.data(), chw.data(), 0, {0, 0, false}, false);
-  data::apply_crop_flip_normalize(src.data(), hwc.data(), 0, {0, 0, false}, true);
+  data::normalize(img, chw.data(), false);
+  data::normalize(img, hwc.data(), true);
   for (int c = 0; c < 3; ++c)
     for (int p = 0; p < 1024; p += 37) {
-      const float want = (static_cast<float>(src[c * 1024 + p]) / 255.0f - data::kMean[c]) / data::kStd[c];
+      const float want = (static_cast<float>((&img.p[c][0][0])[p]) / 255.0f - data::kMean[c]) / data::kStd[c];
       EXPECT_FLOAT_EQ(chw[c * 1024 + p], want);
       EXPECT_FLOAT_EQ(hwc[p * 3 + c], want);
     }
 }
 
-TEST(Augment, DrawsCoverTheRangeUniformly) {
-  data::AugmentParams p;
-  int top_counts[9] = {0}, flips = 0;
-  const int n = 90000;
-  for (int i = 0; i < n; ++i) {
-    Rng rng(1, Stream::Augment, {0, static_cast<uint64_t>(i)});
-    auto cf = data::draw_crop_flip(p, rng);
-    ASSERT_GE(cf.top, 0);
-    ASSERT_LE(cf.top, 8);
-    ++top_counts[cf.top];
-    flips += cf.flip;
+TEST(Pipeline, PresetsExpandAndTheCanonicalFormRoundTrips) {
+  auto p = data::Pipeline::parse("trivialaugment; random_erasing(p=0.25, value=random)");
+  std::vector<std::string> names;
+  for (const auto& t : p.transforms()) names.push_back(t.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"random_crop", "hflip", "trivial_augment_wide", "cutout", "random_erasing"}));
+  EXPECT_EQ(p.transforms()[3].num.at("size"), 16);
+  EXPECT_EQ(p.transforms()[4].p, 0.25);
+  EXPECT_EQ(p.transforms()[4].str.at("value"), "random");
+  auto again = data::Pipeline::parse(p.to_string());
+  EXPECT_EQ(again.to_string(), p.to_string());
+  EXPECT_TRUE(data::Pipeline::parse("none").empty());
+  EXPECT_EQ(data::Pipeline::parse("seed").transforms().size(), 5u);
+}
+
+TEST(Pipeline, BadSpecsNameTheKeyTransformAndParameter) {
+  auto msg = error_of([] { data::Pipeline::parse("random_crop; hflop"); });
+  EXPECT_NE(msg.find("config key 'augment': unknown transform 'hflop'"), std::string::npos) << msg;
+  msg = error_of([] { data::Pipeline::parse("rotate(angle=10)"); });
+  EXPECT_NE(msg.find("transform 'rotate' has no parameter 'angle' (parameters: p, degrees, fill, interpolation)"),
+            std::string::npos)
+      << msg;
+  msg = error_of([] { data::Pipeline::parse("cutout(size=40)"); });
+  EXPECT_NE(msg.find("parameter 'size' = 40 must be an integer in [1, 32]"), std::string::npos) << msg;
+  msg = error_of([] { data::Pipeline::parse("hflip(p=1.5)"); });
+  EXPECT_NE(msg.find("p = '1.5' must be a probability"), std::string::npos) << msg;
+  msg = error_of([] { data::Pipeline::parse("random_crop(padding_mode=wrap)"); });
+  EXPECT_NE(msg.find("must be one of constant, reflect, edge, symmetric"), std::string::npos) << msg;
+  msg = error_of([] { data::Pipeline::parse("random_erasing; hflip"); });
+  EXPECT_NE(msg.find("must come last"), std::string::npos) << msg;
+  msg = error_of([] { data::Pipeline::parse("rand_augment(m=31)"); });
+  EXPECT_NE(msg.find("m = 31 must be below bins = 31"), std::string::npos) << msg;
+  msg = error_of([] { data::Pipeline::parse("rotate(degrees=10"); });
+  EXPECT_NE(msg.find("unbalanced parentheses"), std::string::npos) << msg;
+  EXPECT_THROW(data::Pipeline::parse("standard(p=1)"), ConfigError);
+}
+
+TEST(Pipeline, DrawsAreKeyedAndProbabilitiesRespected) {
+  data::Split s = synth::make_split(4, 4, 3);
+  data::ops::Image base;
+  std::memcpy(&base, s.image(1), sizeof base);
+  auto run = [&](const std::string& spec, uint64_t key) {
+    data::ops::Image img = base;
+    Rng rng(key);
+    data::Pipeline::parse(spec).apply(img, rng);
+    return std::vector<uint8_t>(&img.p[0][0][0], &img.p[0][0][0] + data::kPixels);
+  };
+  const std::vector<uint8_t> original(&base.p[0][0][0], &base.p[0][0][0] + data::kPixels);
+  EXPECT_EQ(run("autoaugment", 5), run("autoaugment", 5));  // same key, same output
+  int differ = 0;
+  for (uint64_t k = 0; k < 20; ++k) differ += run("trivialaugment", k) != run("trivialaugment", k + 100);
+  EXPECT_GT(differ, 15);
+  for (uint64_t k = 0; k < 20; ++k) {  // p = 0 never applies; hflip(p=1) always flips
+    EXPECT_EQ(run("rotate(degrees=90, p=0); color_jitter(brightness=0.9, p=0)", k), original);
+    auto flipped = run("hflip(p=1)", k);
+    EXPECT_EQ(flipped[5], original[31 - 5]);
   }
-  for (int c : top_counts) EXPECT_NEAR(c, n / 9.0, 500);
-  EXPECT_NEAR(flips, n / 2.0, 700);
+  // The crop offsets of random_crop(padding=4) cover 0..8 uniformly: count how often the image is unshifted.
+  int unshifted = 0;
+  for (uint64_t k = 0; k < 8100; ++k) unshifted += run("random_crop(padding=4, padding_mode=reflect)", k) == original;
+  EXPECT_NEAR(unshifted, 100, 40);  // 8100 / 81
 }
 
 TEST(Fetch, ExtractsALocalArchiveAtomically) {

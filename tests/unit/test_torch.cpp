@@ -17,6 +17,7 @@
 #include "model/weights.h"
 #include "model/wide_resnet.h"
 #include "support/synth.h"
+#include "data/transforms.h"
 #include "train/losses.h"
 #include "train/optim.h"
 #include "train/schedule.h"
@@ -164,6 +165,44 @@ TEST(Losses, MixUpMixesInputsAndTargetsAsDrawn) {
   EXPECT_NEAR(train::mixup_correct(logits, t, fixed).item<double>(), 0.7 * 2, 1e-9);
 }
 
+TEST(Losses, CutMixPastesABoxAndCorrectsLam) {
+  // Sample i is filled with the value i, so every pixel tells where it came from.
+  auto x = torch::arange(6, torch::kFloat32).view({6, 1, 1, 1}).expand({6, 3, 32, 32}).contiguous();
+  auto y = torch::arange(6, torch::kInt64);
+  Rng rng(11, Stream::MixUp, {3});
+  auto m = train::cutmix(x, y, 1.0, rng);
+  ASSERT_TRUE(m.cutmix);
+  const int y0 = m.box[0], y1 = m.box[1], x0 = m.box[2], x1 = m.box[3];
+  ASSERT_LT(y0, y1);
+  ASSERT_LT(x0, x1);
+  EXPECT_NEAR(m.lam, 1.0 - double((y1 - y0) * (x1 - x0)) / 1024.0, 1e-12);
+  for (int i = 0; i < 6; ++i) {
+    const float source = static_cast<float>(m.targets_b[i].item<int64_t>());
+    EXPECT_EQ(m.inputs[i][1][y0][x0].item<float>(), source);
+    EXPECT_EQ(m.inputs[i][2][y1 - 1][x1 - 1].item<float>(), source);
+    EXPECT_EQ(m.inputs[i].sum().item<double>(), double(i) * 3 * 1024 + (source - i) * 3 * (y1 - y0) * (x1 - x0));
+  }
+  EXPECT_TRUE(torch::equal(x, torch::arange(6, torch::kFloat32).view({6, 1, 1, 1}).expand({6, 3, 32, 32})));  // input untouched
+
+  train::MixConfig off;
+  off.mixup_alpha = 0.2;
+  off.prob = 0.0;  // never mix
+  Rng r2(1);
+  auto none = train::mix_batch(x, y, off, r2);
+  EXPECT_EQ(none.lam, 1.0);
+  EXPECT_TRUE(torch::equal(none.inputs, x));
+  train::MixConfig both;
+  both.mixup_alpha = 0.2;
+  both.cutmix_alpha = 1.0;
+  both.switch_prob = 0.5;
+  int cut = 0;
+  for (uint64_t k = 0; k < 200; ++k) {
+    Rng r(k);
+    cut += train::mix_batch(x, y, both, r).cutmix;
+  }
+  EXPECT_NEAR(cut, 100, 30);
+}
+
 // ------------------------------------------------------------------------------ schedule, optim
 TEST(Schedule, WarmupThenCosineAtKnownPoints) {
   train::LrSchedule s{0.1, 0.0, 10, 110};
@@ -268,7 +307,8 @@ TEST(Loader, IdenticalBatchesWhateverTheNumberOfWorkers) {
   const std::vector<int64_t> idx = all_indices(1000);
   data::LoaderOptions o;
   o.batch_size = 64;
-  o.shuffle = o.augment = true;
+  o.shuffle = true;
+  o.augment = std::make_shared<const data::Pipeline>(data::Pipeline::parse("standard"));
   o.seed = 9;
   std::vector<std::vector<data::Batch>> runs;
   for (int w : {0, 1, 3}) {
@@ -339,7 +379,8 @@ TEST(Loader, StartingMidEpochGivesTheSameLaterBatches) {
   const std::vector<int64_t> idx = all_indices(640);
   data::LoaderOptions o;
   o.batch_size = 64;
-  o.shuffle = o.augment = true;
+  o.shuffle = true;
+  o.augment = std::make_shared<const data::Pipeline>(data::Pipeline::parse("standard"));
   o.workers = 2;
   data::Loader l(s, idx, o);
   auto full = epoch_batches(l, 4);
