@@ -11,6 +11,8 @@
 #include "common/log.h"
 #include "data/cifar.h"
 #include "data/fetch.h"
+#include "data/preview.h"
+#include "data/split.h"
 
 namespace cifar::cli {
 
@@ -21,6 +23,9 @@ struct DataArgs {
   std::string url;
   bool checksums = false;
   std::string json;
+  std::string preview_out = "augment-preview.png";
+  int count = 64, columns = 8, scale = 3;
+  int64_t epoch = 0;
 };
 
 int run_download(const DataArgs& a) {
@@ -123,6 +128,26 @@ int run_info(const DataArgs& a) {
   if (!a.json.empty()) fs::write_atomic(a.json, j.dump(2) + "\n");
   return 0;
 }
+int run_preview(const DataArgs& a) {
+  const Config cfg = resolve(a.cfg);
+  const data::Dataset ds = data::read_dataset(data::ensure_dataset(data::fetch_options(cfg)));
+  const auto seed = static_cast<uint64_t>(cfg.i("seed"));
+  data::TrainValSplit split = data::stratified_split(ds.train.fine, cfg.i("val_size"), seed);
+  data::limit_train(split, cfg.i("train_limit"));
+  const auto n = std::min<size_t>(static_cast<size_t>(a.count), split.train.size());
+  const std::vector<int64_t> indices(split.train.begin(), split.train.begin() + static_cast<std::ptrdiff_t>(n));
+  const data::Pipeline pipeline = data::Pipeline::parse(cfg.s("augment"));
+  data::PreviewOptions po;
+  po.columns = a.columns;
+  po.scale = a.scale;
+  po.seed = seed;
+  po.epoch = a.epoch;
+  const auto [w, h] = data::write_preview(a.preview_out, ds.train, indices, ds.fine_names, pipeline, po);
+  log::info("wrote {} ({}x{} pixels): the first {} training images as epoch {} augments them", a.preview_out, w, h, n,
+            a.epoch + 1);
+  log::info("pipeline: {}", pipeline.to_string());
+  return 0;
+}
 }  // namespace
 
 Runner add_data(CLI::App& root) {
@@ -139,7 +164,16 @@ Runner add_data(CLI::App& root) {
   CLI::App* in = sub->add_subcommand("info", "print sizes, class counts and channel statistics");
   add_config_args(in, a->cfg, "", false);
   in->add_option("--json", a->json, "also write the summary to this JSON file");
-  return [a, dl, vf, in]() -> int {
+  CLI::App* pv = sub->add_subcommand("preview", "write a PNG grid of augmented training images with their labels");
+  add_config_args(pv, a->cfg, "YAML config whose augment pipeline, seed and split to show", false);
+  pv->add_option("--out,-o", a->preview_out, "PNG file to write (default augment-preview.png)");
+  pv->add_option("--count", a->count, "number of images (default 64)")->check(CLI::Range(1, 1024));
+  pv->add_option("--columns", a->columns, "images per row (default 8)")->check(CLI::Range(1, 64));
+  pv->add_option("--scale", a->scale, "pixels per image pixel (default 3)")->check(CLI::Range(1, 16));
+  pv->add_option("--epoch", a->epoch, "0-based epoch whose augmentation draws to show (default 0)")
+      ->check(CLI::NonNegativeNumber);
+  return [a, dl, vf, in, pv]() -> int {
+    if (pv->parsed()) return run_preview(*a);
     if (dl->parsed()) return run_download(*a);
     if (vf->parsed()) return run_verify(*a);
     if (in->parsed()) return run_info(*a);

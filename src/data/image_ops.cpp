@@ -8,8 +8,13 @@ namespace cifar::data::ops {
 
 namespace {
 inline uint8_t trunc_u8(float v) { return static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, v))); }
-// torch.round: half to even.
-inline uint8_t round_u8(float v) { return static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, std::nearbyint(v)))); }
+// torch.round (half to even) for 0 <= v < 2^23 without a libm call: adding 2^23 rounds to an integer in
+// the default rounding mode (to nearest, ties to even).
+// (Without -ffast-math, which this project never uses, the compiler may not fold (v + 2^23) - 2^23 into v.)
+inline float round_even(float v) { return (v + 8388608.0f) - 8388608.0f; }
+inline uint8_t round_u8(float v) { return static_cast<uint8_t>(round_even(std::min(255.0f, std::max(0.0f, v)))); }
+// floor for v >= -2.
+inline int floor_small(float v) { return static_cast<int>(v + 2.0f) - 2; }
 
 int pad_index(int i, PadMode mode) {
   switch (mode) {
@@ -32,6 +37,24 @@ inline uint8_t gray(uint8_t r, uint8_t g, uint8_t b) {
 }  // namespace
 
 void pad_crop(const Image& src, Image& dst, int pad, PadMode mode, uint8_t fill, int top, int left) {
+  const int shift = left - pad;  // output column x reads input column x + shift
+  if (mode == PadMode::Constant) {
+    // Rows: a copy of the valid span and the fill around it.
+    const int x0 = std::clamp(-shift, 0, S), x1 = std::clamp(S - shift, 0, S);
+    for (int c = 0; c < 3; ++c)
+      for (int y = 0; y < S; ++y) {
+        uint8_t* out = dst.p[c][y];
+        const int sy = top + y - pad;
+        if (sy < 0 || sy >= S || x1 <= x0) {
+          std::memset(out, fill, S);
+          continue;
+        }
+        std::memset(out, fill, static_cast<size_t>(x0));
+        std::memcpy(out + x0, src.p[c][sy] + x0 + shift, static_cast<size_t>(x1 - x0));
+        std::memset(out + x1, fill, static_cast<size_t>(S - x1));
+      }
+    return;
+  }
   int rows[S], cols[S];
   for (int k = 0; k < S; ++k) {
     rows[k] = pad_index(top + k - pad, mode);
@@ -40,12 +63,8 @@ void pad_crop(const Image& src, Image& dst, int pad, PadMode mode, uint8_t fill,
   for (int c = 0; c < 3; ++c)
     for (int y = 0; y < S; ++y) {
       uint8_t* out = dst.p[c][y];
-      if (rows[y] < 0) {
-        std::memset(out, fill, S);
-        continue;
-      }
       const uint8_t* in = src.p[c][rows[y]];
-      for (int x = 0; x < S; ++x) out[x] = cols[x] < 0 ? fill : in[cols[x]];
+      for (int x = 0; x < S; ++x) out[x] = in[cols[x]];
     }
 }
 
@@ -75,38 +94,71 @@ void affine(const Image& src, Image& dst, const std::array<float, 6>& m, Interp 
   // Output pixel (x, y) has centred coordinates (x - S/2 + 0.5, y - S/2 + 0.5); the matrix maps them to
   // centred input coordinates; grid_sample (align_corners=False) reads input pixel (u + S/2 - 0.5, ...).
   constexpr float half = S * 0.5f;
+  // Normalised grid coordinates, as torchvision computes them (theta rescaled by the half sizes).
+  const float ax = m[0] / half, bx = m[1] / half, cx = m[2] / half;
+  const float ay = m[3] / half, by = m[4] / half, cy = m[5] / half;
   const float f = static_cast<float>(fill);
+  if (interp == Interp::Nearest) {
+    for (int y = 0; y < S; ++y) {
+      const float yc = static_cast<float>(y) - half + 0.5f;
+      for (int x = 0; x < S; ++x) {
+        const float xc = static_cast<float>(x) - half + 0.5f;
+        const float px = ((xc * ax + yc * bx + cx + 1.0f) * S - 1.0f) * 0.5f;
+        const float py = ((xc * ay + yc * by + cy + 1.0f) * S - 1.0f) * 0.5f;
+        const bool in = px > -0.5f && px < S - 0.5f && py > -0.5f && py < S - 0.5f;
+        // Ties to even, as grid_sample's nearbyint; for px in (-0.5, 0) the result truncates to 0.
+        const int ix = in ? static_cast<int>(round_even(px)) : 0;
+        const int iy = in ? static_cast<int>(round_even(py)) : 0;
+        const bool ok = in && ix >= 0 && ix < S && iy >= 0 && iy < S;
+        for (int c = 0; c < 3; ++c) dst.p[c][y][x] = ok ? src.p[c][iy][ix] : fill;
+      }
+    }
+    return;
+  }
+  // Bilinear: the input as RGBM pixels (M = the all-ones mask channel torchvision appends) with a one-pixel
+  // zero border, so every tap is one 4-float vector read; coordinates are clamped into the border, where
+  // all four taps read zero, as out-of-range taps do in grid_sample.
+  constexpr int P = S + 2;
+  typedef float v4 __attribute__((vector_size(16)));
+  alignas(16) v4 px4[P][P];
+  std::memset(px4, 0, sizeof px4);
+  for (int y = 0; y < S; ++y)
+    for (int x = 0; x < S; ++x)
+      px4[y + 1][x + 1] = v4{static_cast<float>(src.p[0][y][x]), static_cast<float>(src.p[1][y][x]),
+                             static_cast<float>(src.p[2][y][x]), 1.0f};
+  // Three passes, the first and last vectorised: coordinates and weights, the gathers, the rounding.
+  constexpr int N = S * S;
+  alignas(16) float wx[N], wy[N], out[4][N];
+  alignas(16) int offset[N];
   for (int y = 0; y < S; ++y) {
     const float yc = static_cast<float>(y) - half + 0.5f;
     for (int x = 0; x < S; ++x) {
       const float xc = static_cast<float>(x) - half + 0.5f;
-      // Normalised grid coordinates, as torchvision computes them (theta rescaled by the half sizes).
-      const float gx = xc * (m[0] / half) + yc * (m[1] / half) + m[2] / half;
-      const float gy = xc * (m[3] / half) + yc * (m[4] / half) + m[5] / half;
-      const float px = ((gx + 1.0f) * S - 1.0f) * 0.5f;
-      const float py = ((gy + 1.0f) * S - 1.0f) * 0.5f;
-      if (interp == Interp::Nearest) {
-        const int ix = static_cast<int>(std::nearbyint(px)), iy = static_cast<int>(std::nearbyint(py));
-        const bool in = ix >= 0 && ix < S && iy >= 0 && iy < S;
-        for (int c = 0; c < 3; ++c) dst.p[c][y][x] = in ? src.p[c][iy][ix] : fill;
-        continue;
-      }
-      const float fx0 = std::floor(px), fy0 = std::floor(py);
-      const int x0 = static_cast<int>(fx0), y0 = static_cast<int>(fy0);
-      const float wx1 = px - fx0, wy1 = py - fy0, wx0 = 1.0f - wx1, wy0 = 1.0f - wy1;
-      const bool vx0 = x0 >= 0 && x0 < S, vx1 = x0 + 1 >= 0 && x0 + 1 < S;
-      const bool vy0 = y0 >= 0 && y0 < S, vy1 = y0 + 1 >= 0 && y0 + 1 < S;
-      const float w00 = (vx0 && vy0) ? wx0 * wy0 : 0.0f, w01 = (vx1 && vy0) ? wx1 * wy0 : 0.0f;
-      const float w10 = (vx0 && vy1) ? wx0 * wy1 : 0.0f, w11 = (vx1 && vy1) ? wx1 * wy1 : 0.0f;
-      const float mask = w00 + w01 + w10 + w11;  // grid_sample of the all-ones mask channel
-      for (int c = 0; c < 3; ++c) {
-        float v = 0.0f;
-        if (w00 != 0.0f) v += w00 * src.p[c][y0][x0];
-        if (w01 != 0.0f) v += w01 * src.p[c][y0][x0 + 1];
-        if (w10 != 0.0f) v += w10 * src.p[c][y0 + 1][x0];
-        if (w11 != 0.0f) v += w11 * src.p[c][y0 + 1][x0 + 1];
-        dst.p[c][y][x] = round_u8(v * mask + (1.0f - mask) * f);
-      }
+      // Clamped without branches into the border ring, where all taps read zero.
+      const float px = std::min(std::max(((xc * ax + yc * bx + cx + 1.0f) * S - 1.0f) * 0.5f, -1.0f), static_cast<float>(S));
+      const float py = std::min(std::max(((xc * ay + yc * by + cy + 1.0f) * S - 1.0f) * 0.5f, -1.0f), static_cast<float>(S));
+      const int fx = floor_small(px), fy = floor_small(py);
+      const int x0 = fx < S - 1 ? fx : S - 1, y0 = fy < S - 1 ? fy : S - 1;
+      wx[y * S + x] = px - static_cast<float>(x0);
+      wy[y * S + x] = py - static_cast<float>(y0);
+      offset[y * S + x] = (y0 + 1) * P + x0 + 1;
+    }
+  }
+  const v4* base = &px4[0][0];
+  for (int k = 0; k < N; ++k) {
+    const float wx1 = wx[k], wy1 = wy[k], wx0 = 1.0f - wx1, wy0 = 1.0f - wy1;
+    const v4* r0 = base + offset[k];
+    const v4* r1 = r0 + P;
+    // The same products and sum order as per channel: w00*a + w01*b + w10*c + w11*d.
+    const v4 v = (wx0 * wy0) * r0[0] + (wx1 * wy0) * r0[1] + (wx0 * wy1) * r1[0] + (wx1 * wy1) * r1[1];
+    out[0][k] = v[0], out[1][k] = v[1], out[2][k] = v[2], out[3][k] = v[3];
+  }
+  for (int c = 0; c < 3; ++c) {
+    uint8_t* o = &dst.p[c][0][0];
+    for (int k = 0; k < N; ++k) {
+      const float mask = out[3][k];
+      const float v = std::min(std::max(out[c][k] * mask + (1.0f - mask) * f, 0.0f), 255.0f);
+      o[k] = static_cast<uint8_t>(static_cast<int>(round_even(v)));
     }
   }
 }
@@ -156,45 +208,58 @@ void adjust_saturation(Image& img, double factor) {
 }
 
 void adjust_hue(Image& img, float hue_factor) {
-  for (int y = 0; y < S; ++y)
-    for (int x = 0; x < S; ++x) {
-      const float r = img.p[0][y][x] / 255.0f, g = img.p[1][y][x] / 255.0f, b = img.p[2][y][x] / 255.0f;
-      // _rgb2hsv
-      const float maxc = std::max(r, std::max(g, b)), minc = std::min(r, std::min(g, b));
-      const bool eqc = maxc == minc;
-      const float cr = maxc - minc;
-      const float s = cr / (eqc ? 1.0f : maxc);
-      const float div = eqc ? 1.0f : cr;
-      const float rc = (maxc - r) / div, gc = (maxc - g) / div, bc = (maxc - b) / div;
-      float h;
-      if (maxc == r) h = bc - gc;
-      else if (maxc == g) h = 2.0f + rc - bc;
-      else h = 4.0f + gc - rc;
-      h = std::fmod(h / 6.0f + 1.0f, 1.0f);
-      // (h + hue_factor) % 1.0 with Python's sign convention
-      h = h + hue_factor;
-      h = h - std::floor(h);
-      if (h >= 1.0f) h -= 1.0f;
-      // _hsv2rgb
-      const float v = maxc;
-      const float fi = std::floor(h * 6.0f);
-      const float f = h * 6.0f - fi;
-      int i = static_cast<int>(fi) % 6;
-      if (i < 0) i += 6;
-      const float p = std::clamp(v * (1.0f - s), 0.0f, 1.0f);
-      const float q = std::clamp(v * (1.0f - s * f), 0.0f, 1.0f);
-      const float t = std::clamp(v * (1.0f - s * (1.0f - f)), 0.0f, 1.0f);
-      float o[3];
-      switch (i) {
-        case 0: o[0] = v, o[1] = t, o[2] = p; break;
-        case 1: o[0] = q, o[1] = v, o[2] = p; break;
-        case 2: o[0] = p, o[1] = v, o[2] = t; break;
-        case 3: o[0] = p, o[1] = q, o[2] = v; break;
-        case 4: o[0] = t, o[1] = p, o[2] = v; break;
-        default: o[0] = v, o[1] = p, o[2] = q; break;
-      }
-      for (int c = 0; c < 3; ++c) img.p[c][y][x] = static_cast<uint8_t>(o[c] * 255.0f);
-    }
+  // Four pixels at a time with GCC/Clang vector types (SSE-sized, no branches); the arithmetic is torchvision's
+  // (_rgb2hsv, the hue shift, _hsv2rgb) operation by operation, so results are identical.
+  typedef float vf __attribute__((vector_size(16)));
+  typedef int vi __attribute__((vector_size(16)));
+  constexpr int N = S * S, L = 4;
+  static const auto unit = [] {
+    std::array<float, 256> u{};
+    for (int k = 0; k < 256; ++k) u[static_cast<size_t>(k)] = static_cast<float>(k) / 255.0f;
+    return u;
+  }();
+  uint8_t* R = &img.p[0][0][0];
+  uint8_t* G = &img.p[1][0][0];
+  uint8_t* B = &img.p[2][0][0];
+  const vf zero = vf{} + 0.0f, one = zero + 1.0f;
+  for (int k = 0; k < N; k += L) {
+    vf r, g, b;
+    for (int j = 0; j < L; ++j) r[j] = unit[R[k + j]], g[j] = unit[G[k + j]], b[j] = unit[B[k + j]];
+    const vf maxc = r > g ? (r > b ? r : b) : (g > b ? g : b);
+    const vf minc = r < g ? (r < b ? r : b) : (g < b ? g : b);
+    const vi eqc = maxc == minc;
+    const vf cr = maxc - minc;
+    const vf s = cr / (eqc ? one : maxc);
+    const vf div = eqc ? one : cr;
+    const vi is_r = maxc == r;
+    const vi is_g = ~is_r & (maxc == g);
+    // torchvision: bc - gc, (2 + rc) - bc or (4 + gc) - rc, with xc = (maxc - x) / div.
+    const vf a = is_r ? b : (is_g ? r : g);
+    const vf c = is_r ? g : (is_g ? b : r);
+    const vf base = is_r ? zero : (is_g ? zero + 2.0f : zero + 4.0f);
+    vf h = (base + (maxc - a) / div) - (maxc - c) / div;
+    h = h / 6.0f + 1.0f;  // in (0.83, 1.84): fmod(., 1) is one subtraction
+    h = h >= 1.0f ? h - 1.0f : h;
+    h = h + hue_factor;  // then % 1.0 with Python's sign convention
+    h = h < 0.0f ? h + 1.0f : (h >= 1.0f ? h - 1.0f : h);
+    h = h >= 1.0f ? h - 1.0f : h;
+    const vf v = maxc;
+    const vf h6 = h * 6.0f;
+    const vf fi = __builtin_convertvector(__builtin_convertvector(h6, vi), vf);  // h6 >= 0: floor
+    const vf f = h6 - fi;
+    const vf i = fi >= 6.0f ? fi - 6.0f : fi;  // i % 6
+    auto clamp01 = [&](vf x) { return x < 0.0f ? zero : (x > 1.0f ? one : x); };
+    const vf p = clamp01(v * (1.0f - s));
+    const vf q = clamp01(v * (1.0f - s * f));
+    const vf t = clamp01(v * (1.0f - s * (1.0f - f)));
+    const vf o0 = ((i == 0.0f) | (i == 5.0f)) ? v : (i == 1.0f ? q : (i == 4.0f ? t : p));
+    const vf o1 = ((i == 1.0f) | (i == 2.0f)) ? v : (i == 0.0f ? t : (i == 3.0f ? q : p));
+    const vf o2 = ((i == 3.0f) | (i == 4.0f)) ? v : (i == 2.0f ? t : (i == 5.0f ? q : p));
+    const vi q0 = __builtin_convertvector(o0 * 255.0f, vi), q1 = __builtin_convertvector(o1 * 255.0f, vi),
+             q2 = __builtin_convertvector(o2 * 255.0f, vi);
+    for (int j = 0; j < L; ++j)
+      R[k + j] = static_cast<uint8_t>(q0[j]), G[k + j] = static_cast<uint8_t>(q1[j]), B[k + j] = static_cast<uint8_t>(q2[j]);
+  }
 }
 
 void adjust_sharpness(Image& img, double factor) {
