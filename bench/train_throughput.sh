@@ -4,6 +4,8 @@
 # clipping) and its second epoch's images/s is reported; PyTorch (Debian's python3-torch, the same model
 # from tools/reference) trains on synthetic tensors with no data loading at all. Both use 2 threads.
 # PyTorch is also shown with glibc's malloc tuned the way cifar100 tunes its allocator, for fairness.
+# Then the loader's cost: cifar100 with the loader (the seed's augmentation pipeline and TrivialAugment) vs
+# cifar100 training on one pre-made batch (synthetic_data=true), bf16.
 #   bench/train_throughput.sh            (needs build/cifar100 and CIFAR100_ARCHIVE or CIFAR100_DATA_DIR)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,12 +15,13 @@ if [ -z "${CIFAR100_ARCHIVE:-}" ] && [ -f ../shared/data/cifar-100-binary.tar.gz
 fi
 PY=/usr/bin/python3
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
-ours() {  # precision -> images/s of the second epoch
-  ./build/cifar100 train --out "$tmp/run-$1" --overwrite --set depth="$DEPTH" --set width="$WIDTH" \
+ours() {  # precision [--set ...] -> images/s of the second epoch
+  local p="$1"; shift
+  ./build/cifar100 train --out "$tmp/run-$p" --resume none --overwrite "$@" --set depth="$DEPTH" --set width="$WIDTH" \
     --set batch_size="$BATCH" --set train_limit=$((BATCH * STEPS)) --set epochs=2 --set val_size=100 \
-    --set warmup_epochs=0 --set mixup_alpha=0 --set dropout=0 --set precision="$1" --set threads="$THREADS" \
-    --set log_interval=0 >"$tmp/log-$1" 2>&1 || { cat "$tmp/log-$1"; exit 1; }
-  $PY -c "import json,sys; print(json.loads(open(sys.argv[1]).readlines()[1])['images_per_second'])" "$tmp/run-$1/metrics.jsonl"
+    --set warmup_epochs=0 --set mixup_alpha=0 --set dropout=0 --set precision="$p" --set threads="$THREADS" \
+    --set log_interval=0 >"$tmp/log-$p" 2>&1 || { cat "$tmp/log-$p"; exit 1; }
+  $PY -c "import json,sys; print(json.loads(open(sys.argv[1]).readlines()[1])['images_per_second'])" "$tmp/run-$p/metrics.jsonl"
 }
 theirs() {  # precision [env...] -> images/s
   local p="$1"; shift
@@ -31,4 +34,11 @@ for p in fp32 bf16; do
   t=$(theirs "$p")
   tt=$(theirs "$p" MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864)
   $PY -c "import sys; o,t,tt=map(float,sys.argv[2:]); print(f'{sys.argv[1]:<9} {o:11.1f} img/s {t:8.1f} img/s {o/t:7.2f}x {tt:17.1f} img/s {o/tt:8.2f}x')" "$p" "$o" "$t" "$tt"
+done
+echo
+echo "loader cost (bf16): cifar100 with the loader vs on one pre-made batch"
+pre=$(ours bf16 --set synthetic_data=true)
+for aug in standard seed trivialaugment; do
+  with=$(ours bf16 --set augment="$aug")
+  $PY -c "import sys; w,p=map(float,sys.argv[2:]); print(f'augment={sys.argv[1]:<15} {w:8.1f} img/s vs {p:8.1f} img/s pre-made: {100*(w/p-1):+.1f}%')" "$aug" "$with" "$pre"
 done

@@ -1,5 +1,9 @@
 #include "data/loader.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <torch/torch.h>
 
 #include "common/error.h"
@@ -69,6 +73,10 @@ Batch Loader::make_batch(int64_t b, int64_t epoch, const Order& order_ptr) const
 }
 
 void Loader::worker_loop() {
+  // Loader threads need a sliver of a core; at a lower priority they take it from idle time instead of
+  // preempting the compute threads (measured: the seed pipeline's cost fell from 3% to within noise).
+  // Best effort: failure leaves the default priority.
+  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 5);
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     cv_work_.wait(lock, [&] {

@@ -1,5 +1,6 @@
 """The command line: help on every command, usage errors on stderr with exit 2, configuration errors that
 name the key, data errors that name the file and record (exit 1)."""
+import glob
 import os
 import re
 import sys
@@ -123,6 +124,40 @@ class DataErrors(TempDirTest):
         self.assertOk(r)
         self.assertIn("not the official", r.stderr)
         self.assertTrue(os.path.exists(os.path.join(out, "train.bin")))
+
+
+class Presets(TempDirTest):
+    """Every shipped config file loads, and its augmentation pipeline runs (through `data preview`)."""
+
+    def test_configs_load_and_preview(self):
+        data = self.fake_data(train=200, test=50)
+        configs = sorted(glob.glob(os.path.join(SOURCE, "configs", "*.yaml")))
+        self.assertGreaterEqual(len(configs), 2)
+        for cfg in configs:
+            out = os.path.join(self.tmp, os.path.basename(cfg) + ".png")
+            r = run(["data", "preview", "--config", cfg, "--data-dir", data, "--count", "6", "--columns", "3",
+                     "--set", "val_size=100", "--out", out])
+            self.assertOk(r)
+            with open(out, "rb") as f:
+                head = f.read(24)
+            self.assertEqual(head[:8], b"\x89PNG\r\n\x1a\n", cfg)
+            width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+            self.assertEqual((width, height), (3 * 100 + 4, 2 * 110 + 4), cfg)  # 3x2 cells of 96+4 by 96+10+4
+
+    def test_bad_pipelines_fail_at_start_naming_the_key(self):
+        for spec, fragment in (("random_crop; hflop", "unknown transform 'hflop'"),
+                               ("rotate(angle=3)", "has no parameter 'angle'"),
+                               ("cutout(size=99)", "'size' = 99 must be an integer in [1, 32]")):
+            r = run(["train", "--set", "augment=" + spec, "--out", os.path.join(self.tmp, "x")])
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("config key 'augment'", r.stderr)
+            self.assertIn(fragment, r.stderr)
+        bad = os.path.join(self.tmp, "bad.yaml")
+        with open(bad, "w") as f:
+            f.write("augment:\n  - random_crop: {padding: 4}\n  - trivial_augment_wide: {bins: 1}\n")
+        r = run(["train", "--config", bad, "--out", os.path.join(self.tmp, "y")])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("transform 'trivial_augment_wide': parameter 'bins' = 1", r.stderr)
 
 
 class Docs(TempDirTest):

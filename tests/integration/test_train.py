@@ -97,7 +97,8 @@ class Train(TempDirTest):
         for i in range(2):
             out = os.path.join(self.tmp, f"det{i}")
             r = self.train(out, "--set", "epochs=2", "--set", "mixup_alpha=0.2", "--set", "dropout=0.2",
-                           "--set", "workers=2", "--set", "train_limit=1000")
+                           "--set", "workers=2", "--set", "train_limit=1000", "--set", "cutmix_alpha=1.0",
+                           "--set", "augment=trivialaugment; random_erasing(p=0.5, value=random)")
             self.assertOk(r)
             outs.append(out)
         a, b = (read_jsonl(os.path.join(o, "metrics.jsonl")) for o in outs)
@@ -109,9 +110,29 @@ class Train(TempDirTest):
         # A different seed gives a different run.
         out = os.path.join(self.tmp, "det-other")
         r = self.train(out, "--set", "epochs=2", "--set", "mixup_alpha=0.2", "--set", "dropout=0.2",
-                       "--set", "workers=2", "--set", "train_limit=1000", "--set", "seed=7")
+                       "--set", "workers=2", "--set", "train_limit=1000", "--set", "cutmix_alpha=1.0",
+                       "--set", "augment=trivialaugment; random_erasing(p=0.5, value=random)", "--set", "seed=7")
         self.assertOk(r)
         self.assertNotEqual(strip(read_jsonl(os.path.join(out, "metrics.jsonl"))), strip(a))
+
+    def test_seed_pipeline_and_cutmix_learn(self):
+        out = os.path.join(self.tmp, "augmented")
+        r = self.train(out, "--set", "epochs=3", "--set", "augment=seed", "--set", "cutmix_alpha=1.0",
+                       "--set", "mixup_alpha=0.2", "--set", "dropout=0")
+        self.assertOk(r)
+        res = read_json(os.path.join(out, "results.json"))
+        self.assertGreater(res["test_top1"], 0.5, res)  # chance: 0.1
+        with open(os.path.join(out, "config.yaml")) as f:
+            self.assertIn('augment: "seed"', f.read())
+
+    def test_synthetic_data_reuses_one_batch(self):
+        out = os.path.join(self.tmp, "synthetic")
+        r = self.train(out, "--set", "epochs=2", "--set", "synthetic_data=true", "--set", "train_limit=256",
+                       "--set", "mixup_alpha=0", "--set", "dropout=0")
+        self.assertOk(r)
+        m = read_jsonl(os.path.join(out, "metrics.jsonl"))
+        self.assertEqual(len(m), 2)
+        self.assertGreater(m[1]["train_acc"], m[0]["train_acc"])  # memorising the one batch
 
     def test_early_stopping(self):
         out = os.path.join(self.tmp, "es")
