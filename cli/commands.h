@@ -17,6 +17,8 @@ using Runner = std::function<int()>;
 Runner add_train(CLI::App& root);
 Runner add_eval(CLI::App& root);
 Runner add_data(CLI::App& root);
+Runner add_export(CLI::App& root);
+Runner add_predict(CLI::App& root);
 
 // Options shared by every command that reads a configuration.
 struct ConfigArgs {
@@ -28,6 +30,17 @@ struct ConfigArgs {
 void add_config_args(CLI::App* app, ConfigArgs& a, const std::string& config_help, bool with_device);
 // defaults < YAML file < environment < command line (--data-dir, --archive, --device, then --set).
 Config resolve(const ConfigArgs& a, const std::string& base_yaml = "");
+// --precision and --threads for the commands that run a model (eval, predict): shorthands for --set.
+struct RuntimeArgs {
+  std::string precision;
+  int threads = 0;
+  int64_t batch_size = 0;
+};
+void add_runtime_args(CLI::App* app, RuntimeArgs& a);
+ConfigArgs with_runtime_args(ConfigArgs c, const RuntimeArgs& r);
+// A model artifact directory given as itself or as a run directory holding one in model/.
+std::string find_model_dir(const std::string& path);
+
 // Prints every config key with its default, environment variable and help.
 void print_config_help();
 // Logs the resolved configuration, one key per line, with where each value came from.

@@ -1,7 +1,11 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include <filesystem>
+
+#include "common/error.h"
 #include "common/log.h"
+#include "model/artifact.h"
 #include "data/transforms.h"
 
 namespace cifar::cli {
@@ -24,6 +28,35 @@ Config resolve(const ConfigArgs& a, const std::string& base_yaml) {
   Config cfg = resolve_config({base_yaml, a.config}, overrides);
   (void)data::Pipeline::parse(cfg.s("augment"));  // a bad pipeline fails here, at start, naming the key
   return cfg;
+}
+
+void add_runtime_args(CLI::App* app, RuntimeArgs& a) {
+  app->add_option("--precision", a.precision, "auto (bf16 where the CPU has native bf16), bf16 or fp32")
+      ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
+  app->add_option("--threads", a.threads, "CPU threads (0 = one per core; env CIFAR100_THREADS)")->check(CLI::Range(0, 1024));
+  app->add_option("--batch-size", a.batch_size, "images per forward pass (default: eval_batch_size)")
+      ->check(CLI::Range(1, 65536));
+}
+
+ConfigArgs with_runtime_args(ConfigArgs c, const RuntimeArgs& r) {
+  // Inserted first so that an explicit --set of the same key still wins.
+  std::vector<std::string> extra;
+  if (!r.precision.empty()) extra.push_back("precision=" + r.precision);
+  if (r.threads > 0) extra.push_back("threads=" + std::to_string(r.threads));
+  if (r.batch_size > 0) extra.push_back("eval_batch_size=" + std::to_string(r.batch_size));
+  c.sets.insert(c.sets.begin(), extra.begin(), extra.end());
+  return c;
+}
+
+std::string find_model_dir(const std::string& path) {
+  namespace stdfs = std::filesystem;
+  if (model::is_artifact_dir(path)) return path;
+  const std::string sub = (stdfs::path(path) / "model").string();
+  if (model::is_artifact_dir(sub)) return sub;
+  if (!stdfs::exists(path)) fail("model directory '{}' does not exist", path);
+  fail("'{}' is not a model artifact (config.json + model.safetensors) nor a run directory with one in model/; "
+       "`cifar100 export --checkpoint CKPT --out DIR` makes one from a checkpoint",
+       path);
 }
 
 void print_config_help() {

@@ -14,10 +14,12 @@
 #include "data/fetch.h"
 #include "data/split.h"
 #include "eval/evaluate.h"
+#include "model/artifact.h"
 #include "model/device.h"
 #include "model/weights.h"
 #include "model/wide_resnet.h"
 #include "train/checkpoint.h"
+#include "train/export.h"
 #include "train/run_dir.h"
 #include "train/trainer.h"
 
@@ -137,11 +139,17 @@ int run_train(const TrainArgs& a) {
       {"runtime", rt.describe()},
   };
   run.write_results(results);
+  // The model artifact: the tested weights, the class names of this data set, the config and the results.
+  model::ArtifactInfo info = train::artifact_info(mc, cfg.to_json(), &ds);
+  info.metrics = results;
+  info.source = {{"run", out}, {"weights", split.val.empty() ? "final" : "best"}, {"best_epoch", fit.best_epoch}};
+  const std::string model_dir = (stdfs::path(out) / "model").string();
+  model::write_artifact(model_dir, *net, info);
   log::info("test_loss={:.4f}; test_top1={:.4f}; test_top5={:.4f}; wall_seconds={:.1f};", test.loss, test.top1,
             test.top5, wall);
   if (!split.val.empty())
     log::info("tested the weights of epoch {} (best validation top-1 {:.4f})", fit.best_epoch, fit.best_val_top1);
-  log::info("results in {}", run.file("results.json"));
+  log::info("results in {}; model artifact in {}", run.file("results.json"), model_dir);
   return 0;
 }
 }  // namespace

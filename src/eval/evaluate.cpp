@@ -3,10 +3,13 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "common/torch_compat.h"
 #include "data/loader.h"
+#include "model/inference.h"
 
 namespace cifar::eval {
 
@@ -60,6 +63,34 @@ Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::ve
   m.top5 = static_cast<double>(top5.item<int64_t>()) / n;
   m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return m;
+}
+
+at::Tensor infer_log_probs(const model::InferenceModel& m, const data::Split& split, const std::vector<int64_t>& indices,
+                           int64_t batch_size, bool tta_flip) {
+  std::vector<int64_t> idx = indices;
+  if (idx.empty()) {
+    idx.resize(static_cast<size_t>(split.size()));
+    std::iota(idx.begin(), idx.end(), 0);
+  }
+  const int64_t n = static_cast<int64_t>(idx.size());
+  std::vector<at::Tensor> out;
+  std::vector<uint8_t> buf;
+  for (int64_t b0 = 0; b0 < n; b0 += batch_size) {
+    const int64_t b = std::min(batch_size, n - b0);
+    buf.resize(static_cast<size_t>(b) * data::kPixels);
+    for (int64_t i = 0; i < b; ++i)
+      std::memcpy(buf.data() + i * data::kPixels, split.image(idx[static_cast<size_t>(b0 + i)]), data::kPixels);
+    // Planar CHW bytes viewed as NHWC: preprocess() permutes back without copying.
+    const at::Tensor chw = torch::from_blob(buf.data(), {b, 3, data::kImageSize, data::kImageSize}, torch::kUInt8);
+    const at::Tensor x = m.preprocess(chw.permute({0, 2, 3, 1}));
+    at::Tensor lp = torch::log_softmax(m.logits(x), 1);
+    if (tta_flip) {
+      const at::Tensor lf = torch::log_softmax(m.logits(x.flip({3})), 1);
+      lp = torch::logsumexp(torch::stack({lp, lf}), 0) - std::log(2.0);
+    }
+    out.push_back(lp);
+  }
+  return out.empty() ? torch::empty({0, m.info().arch.num_classes}) : torch::cat(out);
 }
 
 }  // namespace cifar::eval

@@ -5,9 +5,15 @@
 #include <functional>
 #include <vector>
 
+#include <ATen/core/Tensor.h>
+
 #include "data/cifar.h"
 #include "model/device.h"
 #include "model/wide_resnet.h"
+
+namespace cifar::model {
+class InferenceModel;
+}
 
 namespace cifar::eval {
 
@@ -22,5 +28,10 @@ struct Metrics {
 Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::vector<int64_t>& indices,
                  const model::Runtime& rt, int64_t batch_size, int workers = 1,
                  const std::function<bool()>& should_stop = {});
+
+// Log-probabilities (N x classes, float32, CPU) of the inference engine on `indices` of `split` (empty = all),
+// in batches; with `tta_flip` the average of the probabilities of each image and its mirror image.
+at::Tensor infer_log_probs(const model::InferenceModel& m, const data::Split& split, const std::vector<int64_t>& indices,
+                           int64_t batch_size, bool tta_flip);
 
 }  // namespace cifar::eval

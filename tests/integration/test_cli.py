@@ -12,13 +12,14 @@ from harness import BIN, SOURCE, TempDirTest, run  # noqa: E402
 
 class Help(TempDirTest):
     def test_help_on_every_command(self):
-        for args in (["--help"], ["train", "--help"], ["eval", "--help"], ["data", "--help"],
+        for args in (["--help"], ["train", "--help"], ["eval", "--help"], ["predict", "--help"], ["export", "--help"],
+                     ["data", "--help"],
                      ["data", "download", "--help"], ["data", "verify", "--help"], ["data", "info", "--help"]):
             r = run(args)
             self.assertOk(r)
             self.assertIn("Usage:", r.stdout, args)
         r = run(["--help"])
-        for cmd in ("train", "eval", "data"):
+        for cmd in ("train", "eval", "predict", "export", "data"):
             self.assertIn(cmd, r.stdout)
 
     def test_version(self):
@@ -171,7 +172,8 @@ class Docs(TempDirTest):
         self.assertGreater(len(keys), 30)
         for k in keys:
             self.assertTrue(f"`{k}`" in readme, f"config key {k} is not in README.md")
-        for cmd in (["train"], ["eval"], ["data", "download"], ["data", "verify"], ["data", "info"]):
+        for cmd in (["train"], ["eval"], ["predict"], ["export"], ["data", "download"], ["data", "verify"],
+                    ["data", "info"], ["data", "preview"]):
             r = run(cmd + ["--help"])
             for opt in re.findall(r"(--[a-z][a-z-]+)", r.stdout):
                 if opt != "--help":

@@ -50,7 +50,29 @@ def main():
         print(json.dumps(res, indent=1))
         assert res["test_top1"] >= THRESHOLD, f"test top-1 {res['test_top1']:.4f} below {THRESHOLD}"
         assert metrics[-1]["val_top1"] >= THRESHOLD, metrics[-1]
-        print(f"real-data test: test_top1={res['test_top1']:.4f} >= {THRESHOLD}: OK")
+        # The artifact carries the data set's names; the built-in official names (used by an export without
+        # the data set) and superclass map equal the real files'.
+        data_dir = env["CIFAR100_DATA_DIR"]
+        fine = [l.strip() for l in open(os.path.join(data_dir, "fine_label_names.txt")) if l.strip()]
+        coarse = [l.strip() for l in open(os.path.join(data_dir, "coarse_label_names.txt")) if l.strip()]
+        cfg = read_json(os.path.join(out, "model", "config.json"))
+        assert cfg["class_names"] == fine and cfg["coarse_class_names"] == coarse
+        exported = os.path.join(tmp, "exported")
+        r = run(["export", "--checkpoint", out, "--out", exported, "--data-dir", os.path.join(tmp, "absent")])
+        assert r.returncode == 0, r.stderr
+        ecfg = read_json(os.path.join(exported, "config.json"))
+        assert ecfg["class_names"] == fine, "built-in class names differ from fine_label_names.txt"
+        assert ecfg["coarse_class_names"] == coarse, "built-in superclass names differ from coarse_label_names.txt"
+        assert ecfg["fine_to_coarse"] == cfg["fine_to_coarse"], "built-in superclass map differs from train.bin's"
+        # eval of the artifact (folded batch norm) reproduces the training run's test accuracy closely.
+        js = os.path.join(tmp, "eval.json")
+        r = run(["eval", "--model", out, "--json", js], env=env)
+        assert r.returncode == 0, r.stderr
+        ev = read_json(js)
+        assert abs(ev["top1"] - res["test_top1"]) <= 0.01, (ev["top1"], res["test_top1"])
+        assert ev["coarse_top1"] >= ev["top1"]
+        print(f"real-data test: test_top1={res['test_top1']:.4f} >= {THRESHOLD}, eval of the artifact "
+              f"{ev['top1']:.4f} (superclasses {ev['coarse_top1']:.4f}, ECE {ev['ece']:.4f}): OK")
         return 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

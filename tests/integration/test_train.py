@@ -34,7 +34,8 @@ class Train(TempDirTest):
         out = os.path.join(self.tmp, "run")
         r = self.train(out, "--set", "epochs=3", "--set", "mixup_alpha=0", "--set", "dropout=0")
         self.assertOk(r)
-        for f in ("config.yaml", "metrics.jsonl", "results.json", "best.pt", "final.pt"):
+        for f in ("config.yaml", "metrics.jsonl", "results.json", "best.pt", "final.pt", "model/config.json",
+                  "model/model.safetensors", "model/model.pt"):
             self.assertTrue(os.path.exists(os.path.join(out, f)), f)
         results = read_json(os.path.join(out, "results.json"))
         for k in ("test_top1", "test_top5", "best_epoch", "wall_seconds"):
@@ -65,20 +66,25 @@ class Train(TempDirTest):
         self.assertIn("depth: 10", text)
         self.assertIn("epochs: 3", text)
 
-        # eval on the run directory reproduces the reported test metrics (best weights).
+        # eval on the run directory (its model/ artifact, the best weights) reproduces the reported test metrics
+        # exactly when run as trained (--no-fold), and closely with batch norm folded.
         js = os.path.join(self.tmp, "eval.json")
-        e = run(["eval", "--model", out, "--data-dir", self.data, "--json", js])
+        e = run(["eval", "--model", out, "--data-dir", self.data, "--json", js, "--no-fold", "--threads", "2",
+                 "--batch-size", "128"])
         self.assertOk(e)
         ev = read_json(js)
         self.assertAlmostEqual(ev["top1"], results["test_top1"], places=6)
         self.assertAlmostEqual(ev["top5"], results["test_top5"], places=6)
+        self.assertAlmostEqual(ev["loss"], results["test_loss"], places=3)
+        e = run(["eval", "--model", os.path.join(out, "model"), "--data-dir", self.data, "--json", js])
+        self.assertOk(e)
+        self.assertAlmostEqual(read_json(js)["top1"], results["test_top1"], delta=0.01)
         best = metrics[results["best_epoch"] - 1]
-        e = run(["eval", "--model", out, "--data-dir", self.data, "--split", "val", "--json", js])
+        e = run(["eval", "--model", out, "--data-dir", self.data, "--split", "val", "--json", js, "--no-fold",
+                 "--batch-size", "128"])
         self.assertOk(e)
         self.assertAlmostEqual(read_json(js)["top1"], best["val_top1"], places=6)
-        e = run(["eval", "--model", os.path.join(out, "final.pt"), "--data-dir", self.data])
-        self.assertOk(e)
-        self.assertIn("test_top1=", e.stdout)
+        self.assertIn("test_top1=", run(["eval", "--model", out, "--data-dir", self.data]).stdout)
 
         # Training again into the same directory resumes from its checkpoints: with a different model
         # configuration that is refused (exit 2, naming the key) and nothing is touched.
