@@ -5,11 +5,13 @@
 # from tools/reference) trains on synthetic tensors with no data loading at all. Both use 2 threads.
 # PyTorch is also shown with glibc's malloc tuned the way cifar100 tunes its allocator, for fairness.
 # Then the loader's cost: cifar100 with the loader (the seed's augmentation pipeline and TrivialAugment) vs
-# cifar100 training on one pre-made batch (synthetic_data=true), bf16.
+# cifar100 training on one pre-made batch (synthetic_data=true), bf16, in ROUNDS interleaved rounds (default
+# 3; medians: this machine's speed drifts by several percent between runs). SKIP_PEERS=1 skips the first part.
 #   bench/train_throughput.sh            (needs build/cifar100 and CIFAR100_ARCHIVE or CIFAR100_DATA_DIR)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEPTH="${DEPTH:-16}"; WIDTH="${WIDTH:-4}"; BATCH="${BATCH:-128}"; STEPS="${STEPS:-30}"; THREADS="${THREADS:-2}"
+ROUNDS="${ROUNDS:-3}"; SKIP_PEERS="${SKIP_PEERS:-0}"
 if [ -z "${CIFAR100_ARCHIVE:-}" ] && [ -f ../shared/data/cifar-100-binary.tar.gz ]; then
   export CIFAR100_ARCHIVE="$(cd ../shared/data && pwd)/cifar-100-binary.tar.gz"
 fi
@@ -28,6 +30,7 @@ theirs() {  # precision [env...] -> images/s
   env "$@" $PY tools/reference/bench_train.py "$DEPTH" "$WIDTH" "$BATCH" "$STEPS" "$p" "$THREADS" | sed 's/.*images_per_second=//'
 }
 echo "WRN-$DEPTH-$WIDTH, batch $BATCH, $STEPS steps, $THREADS threads ($(nproc) cores)"
+if [ "$SKIP_PEERS" != 1 ]; then
 printf "%-6s %14s %14s %8s %24s %8s\n" precision cifar100 pytorch ratio "pytorch(malloc tuned)" ratio
 for p in fp32 bf16; do
   o=$(ours "$p")
@@ -36,9 +39,18 @@ for p in fp32 bf16; do
   $PY -c "import sys; o,t,tt=map(float,sys.argv[2:]); print(f'{sys.argv[1]:<9} {o:11.1f} img/s {t:8.1f} img/s {o/t:7.2f}x {tt:17.1f} img/s {o/tt:8.2f}x')" "$p" "$o" "$t" "$tt"
 done
 echo
-echo "loader cost (bf16): cifar100 with the loader vs on one pre-made batch"
-pre=$(ours bf16 --set synthetic_data=true)
+fi
+echo "loader cost (bf16): cifar100 with the loader vs on one pre-made batch, $ROUNDS interleaved rounds, medians"
+declare -A runs
+for round in $(seq "$ROUNDS"); do
+  runs[pre]+="$(ours bf16 --set synthetic_data=true) "
+  for aug in standard seed trivialaugment; do runs[$aug]+="$(ours bf16 --set augment="$aug") "; done
+done
 for aug in standard seed trivialaugment; do
-  with=$(ours bf16 --set augment="$aug")
-  $PY -c "import sys; w,p=map(float,sys.argv[2:]); print(f'augment={sys.argv[1]:<15} {w:8.1f} img/s vs {p:8.1f} img/s pre-made: {100*(w/p-1):+.1f}%')" "$aug" "$with" "$pre"
+  $PY -c "
+import statistics as st, sys
+w = [float(x) for x in sys.argv[2].split()]; p = [float(x) for x in sys.argv[3].split()]
+mw, mp = st.median(w), st.median(p)
+print(f'augment={sys.argv[1]:<15} {mw:8.1f} img/s vs {mp:8.1f} img/s pre-made: {100*(mw/mp-1):+.1f}%   '
+      f'(runs: {\" \".join(f\"{x:.0f}\" for x in w)} vs {\" \".join(f\"{x:.0f}\" for x in p)})')" "$aug" "${runs[$aug]}" "${runs[pre]}"
 done

@@ -9,16 +9,12 @@
 
 #include "common/error.h"
 #include "common/fsutil.h"
+#include "model/pt_file.h"
 #include "model/wide_resnet.h"
 
 namespace cifar::model {
 
-void save_weights(const torch::nn::Module& m, const std::string& path) {
-  c10::Dict<std::string, at::Tensor> dict;
-  for (const auto& [name, t] : state_dict(m)) dict.insert(name, t.detach().to(torch::kCPU).contiguous().clone());
-  const std::vector<char> bytes = torch::pickle_save(dict);
-  fs::write_atomic(path, bytes.data(), bytes.size());
-}
+void save_weights(const torch::nn::Module& m, const std::string& path) { write_pt_state_dict(path, state_dict(m)); }
 
 void load_weights(torch::nn::Module& m, const std::string& path) {
   if (!fs::exists(path)) fail("weights file '{}' does not exist", path);

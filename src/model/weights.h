@@ -1,6 +1,6 @@
-// Weight files: a PyTorch state dict (dict of name -> tensor, pickled with torch's format) that Python's
-// torch.load reads directly and load_state_dict accepts. Written atomically; loading is strict and names
-// the file and key of any mismatch.
+// Weight files: a PyTorch state dict (a dict of name -> tensor in torch.save's format, see
+// pt_file.h) that Python's torch.load reads directly (weights_only too) and load_state_dict accepts.
+// Written atomically; loading is strict and names the file and key of any mismatch.
 #pragma once
 #include <string>
 

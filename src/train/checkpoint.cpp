@@ -239,7 +239,7 @@ void Checkpointer::write(const Snapshot& s, bool best) {
   prune(best);
   last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   log::info("checkpoint {} written ({}, epoch {}, batch {}, step {}, {:.2f} s)", final_path, s.reason,
-            s.state.epoch + 1, s.state.batch, s.state.step, last_seconds_);
+            s.state.epoch + 1, s.state.batch, s.state.step, last_seconds_.load());
 }
 
 void Checkpointer::prune(bool best) {

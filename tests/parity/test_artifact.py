@@ -29,7 +29,7 @@ def check(depth, width, tmp):
     assert cfg["image_size"] == 32 and len(cfg["mean"]) == 3 and len(cfg["std"]) == 3
     assert len(cfg["coarse_class_names"]) == 20 and len(cfg["fine_to_coarse"]) == 100
 
-    state = torch.load(os.path.join(model_dir, "model.pt"))
+    state = torch.load(os.path.join(model_dir, "model.pt"), weights_only=True)  # the safe loader (default in 2.6+)
     ref = WideResNet(depth, width, 0.0, 100)
     ref.load_state_dict(state, strict=True)
     ref.eval()

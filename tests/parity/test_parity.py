@@ -16,7 +16,7 @@ TOL = 1e-4  # max abs difference of fp32 logits
 
 def check(depth, width, tmp):
     subprocess.run([os.environ["PARITY_DUMP"], str(depth), str(width), tmp], check=True)
-    state = torch.load(os.path.join(tmp, "weights.pt"))
+    state = torch.load(os.path.join(tmp, "weights.pt"), weights_only=True)
     io = torch.load(os.path.join(tmp, "io.pt"))
     ref = WideResNet(depth, width, 0.0, 100)
     ours = list(state.keys())
