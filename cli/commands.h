@@ -19,6 +19,7 @@ Runner add_eval(CLI::App& root);
 Runner add_data(CLI::App& root);
 Runner add_export(CLI::App& root);
 Runner add_predict(CLI::App& root);
+Runner add_serve(CLI::App& root);
 
 // Options shared by every command that reads a configuration.
 struct ConfigArgs {
@@ -36,7 +37,7 @@ struct RuntimeArgs {
   int threads = 0;
   int64_t batch_size = 0;
 };
-void add_runtime_args(CLI::App* app, RuntimeArgs& a);
+void add_runtime_args(CLI::App* app, RuntimeArgs& a, bool with_batch_size = true);
 ConfigArgs with_runtime_args(ConfigArgs c, const RuntimeArgs& r);
 // A model artifact directory given as itself or as a run directory holding one in model/.
 std::string find_model_dir(const std::string& path);

@@ -1,4 +1,4 @@
-// cifar100: one binary, one subcommand per file in cli/ (train, eval, predict, export, data).
+// cifar100: one binary, one subcommand per file in cli/ (train, eval, predict, export, serve, data).
 #include <torch/version.h>
 
 #include <algorithm>
@@ -12,7 +12,7 @@
 int main(int argc, char** argv) {
   cifar::log::init();
   cifar::cpu::tune_allocator();
-  CLI::App app{"cifar100: train WideResNets on CIFAR-100, evaluate them, export and predict, natively.\n"
+  CLI::App app{"cifar100: train WideResNets on CIFAR-100, evaluate, export, predict and serve them, natively.\n"
                "Run `cifar100 COMMAND --help` for the options of a command."};
   app.name("cifar100");
   app.set_version_flag("--version", std::string("cifar100 0.1.0 (LibTorch ") + TORCH_VERSION + ")");
@@ -25,11 +25,12 @@ int main(int argc, char** argv) {
   add("data", cifar::cli::add_data(app));
   add("export", cifar::cli::add_export(app));
   add("predict", cifar::cli::add_predict(app));
+  add("serve", cifar::cli::add_serve(app));
 
   const bool known = std::any_of(commands.begin(), commands.end(),
                                  [&](const auto& c) { return argc > 1 && c.first->get_name() == argv[1]; });
   if (argc > 1 && argv[1][0] != '-' && !known) {
-    std::fprintf(stderr, "ERROR: unknown command '%s' (commands: train, eval, predict, export, data)\n%s", argv[1], app.help().c_str());
+    std::fprintf(stderr, "ERROR: unknown command '%s' (commands: train, eval, predict, export, serve, data)\n%s", argv[1], app.help().c_str());
     return 2;
   }
   try {

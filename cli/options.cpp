@@ -30,12 +30,13 @@ Config resolve(const ConfigArgs& a, const std::string& base_yaml) {
   return cfg;
 }
 
-void add_runtime_args(CLI::App* app, RuntimeArgs& a) {
+void add_runtime_args(CLI::App* app, RuntimeArgs& a, bool with_batch_size) {
   app->add_option("--precision", a.precision, "auto (bf16 where the CPU has native bf16), bf16 or fp32")
       ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
   app->add_option("--threads", a.threads, "CPU threads (0 = one per core; env CIFAR100_THREADS)")->check(CLI::Range(0, 1024));
-  app->add_option("--batch-size", a.batch_size, "images per forward pass (default: eval_batch_size)")
-      ->check(CLI::Range(1, 65536));
+  if (with_batch_size)
+    app->add_option("--batch-size", a.batch_size, "images per forward pass (default: eval_batch_size)")
+        ->check(CLI::Range(1, 65536));
 }
 
 ConfigArgs with_runtime_args(ConfigArgs c, const RuntimeArgs& r) {

@@ -10,7 +10,8 @@ PACKAGES=(
   libarchive-dev libssl-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-torchvision python3-numpy python3-pil
-  libpng-dev libjpeg62-turbo-dev
+  libpng-dev libjpeg62-turbo-dev libcpp-httplib-dev
+  chromium wrk curl
 )
 
 missing=()

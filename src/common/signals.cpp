@@ -9,6 +9,8 @@
 namespace cifar::signals {
 namespace {
 std::atomic<int> g_signal{0};
+std::atomic<const char*> g_message{
+    "\nstop requested: finishing the current step, then writing a checkpoint (signal again to exit now)\n"};
 
 void handler(int sig) {
   int expected = 0;
@@ -19,11 +21,13 @@ void handler(int sig) {
     (void)ignored;
     ::_exit(128 + sig);
   }
-  const char msg[] = "\nstop requested: finishing the current step, then writing a checkpoint (signal again to exit now)\n";
-  ssize_t ignored = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+  const char* msg = g_message.load();
+  ssize_t ignored = ::write(STDERR_FILENO, msg, std::strlen(msg));
   (void)ignored;
 }
 }  // namespace
+
+void set_stop_message(const char* message) { g_message.store(message); }
 
 void install_stop_handlers() {
   struct sigaction sa;

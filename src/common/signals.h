@@ -7,6 +7,8 @@ namespace cifar::signals {
 
 // Installs the handlers (idempotent).
 void install_stop_handlers();
+// What the first signal prints on stderr (a string literal; the default speaks of training checkpoints).
+void set_stop_message(const char* message);
 bool stop_requested();
 // The signal that asked to stop (SIGTERM, SIGINT), 0 if none.
 int stop_signal();

@@ -1,0 +1,80 @@
+// `cifar100 serve`: the SageMaker-compatible inference server (see src/serve/server.h).
+#include <cstdlib>
+
+#include "cli/commands.h"
+#include "common/error.h"
+#include "common/signals.h"
+#include "model/device.h"
+#include "serve/server.h"
+
+namespace cifar::cli {
+
+namespace {
+struct ServeArgs {
+  serve::ServerOptions opts;
+  RuntimeArgs rt;
+  std::string device;
+  std::vector<std::string> sets;
+  int port = -1;
+  double max_wait_ms = 2.0;
+};
+
+int run_serve(ServeArgs a) {
+  signals::install_stop_handlers();
+  signals::set_stop_message("\nstop requested: answering the requests in flight, then exiting (signal again to exit now)\n");
+  ConfigArgs ca;
+  ca.sets = a.sets;
+  ca.device = a.device;
+  const Config cfg = resolve(with_runtime_args(ca, a.rt));
+  const model::Runtime rt = model::setup_runtime(cfg);
+  a.opts.engine.device = rt.device;
+  a.opts.engine.bf16 = rt.bf16;
+  a.opts.engine.channels_last = rt.channels_last;
+  if (a.port >= 0) {
+    a.opts.port = a.port;
+  } else if (const char* p = std::getenv("SAGEMAKER_BIND_TO_PORT"); p && *p) {
+    char* end = nullptr;
+    const long v = std::strtol(p, &end, 10);
+    if (*end != '\0' || v < 1 || v > 65535) throw ConfigError(fmt::format("SAGEMAKER_BIND_TO_PORT='{}' is not a port", p));
+    a.opts.port = static_cast<int>(v);
+  }
+  a.opts.batch.max_wait = std::chrono::microseconds(static_cast<int64_t>(a.max_wait_ms * 1000));
+  return serve::run_server(a.opts, [] { return signals::stop_requested(); });
+}
+}  // namespace
+
+Runner add_serve(CLI::App& root) {
+  auto a = std::make_shared<ServeArgs>();
+  auto& o = a->opts;
+  CLI::App* sub = root.add_subcommand("serve", "serve a model artifact over HTTP (SageMaker hosting contract: /ping, "
+                                               "/invocations, /execution-parameters; plus /metrics and a web page)");
+  sub->add_option("--model,-m", o.model_dir, "model artifact directory, or a run directory (uses its model/)")
+      ->capture_default_str();
+  sub->add_option("--port,-p", a->port, "TCP port (default $SAGEMAKER_BIND_TO_PORT, else 8080)")->check(CLI::Range(0, 65535));
+  sub->add_option("--host", o.host, "address to listen on")->capture_default_str();
+  sub->add_option("--max-batch", o.batch.max_batch, "images per forward pass (dynamic batching)")
+      ->check(CLI::Range(1, 4096))->capture_default_str();
+  sub->add_option("--max-wait-ms", a->max_wait_ms, "how long the first queued image waits for others to batch with")
+      ->check(CLI::Range(0.0, 1000.0))->capture_default_str();
+  sub->add_option("--queue", o.batch.queue_capacity, "images allowed to wait; beyond, 503 with Retry-After")
+      ->check(CLI::Range(1, 1000000))->capture_default_str();
+  sub->add_option("--http-threads", o.http_threads, "connections served at once")->check(CLI::Range(1, 4096))->capture_default_str();
+  sub->add_option("--max-pending", o.max_pending, "accepted connections waiting for a thread")
+      ->check(CLI::Range(1, 65536))->capture_default_str();
+  sub->add_option("--max-images", o.max_images, "images per request")->check(CLI::Range(1, 100000))->capture_default_str();
+  sub->add_option("--read-timeout", o.read_timeout_s, "seconds a client may stall while sending or receiving")
+      ->check(CLI::Range(1, 3600))->capture_default_str();
+  sub->add_option("--idle-timeout", o.idle_timeout_s, "seconds an idle keep-alive connection is kept")
+      ->check(CLI::Range(1, 3600))->capture_default_str();
+  sub->add_option("--max-top-k", o.max_top_k, "largest top_k a request may ask for")->check(CLI::Range(1, 100000))->capture_default_str();
+  sub->add_option("--device", a->device, "auto, cpu or cuda (env CIFAR100_DEVICE)");
+  sub->add_option("--set,-s", a->sets, "override a config key: --set key=value (repeatable)")->allow_extra_args(false);
+  add_runtime_args(sub, a->rt, /*with_batch_size=*/false);
+  return [a] {
+    ServeArgs copy = *a;
+    copy.opts.model_dir = find_model_dir(copy.opts.model_dir);
+    return run_serve(copy);
+  };
+}
+
+}  // namespace cifar::cli

@@ -1,0 +1,37 @@
+// `cifar100 serve`: the SageMaker hosting contract (GET /ping, POST /invocations, GET /execution-parameters)
+// plus /metrics and a small web page, over the dynamic batcher. A thin route table: decoding lives in
+// codec.h, batching in batcher.h, numbers in metrics.h. Listening starts before the model is loaded;
+// /ping says 503 until the model is loaded and a warm-up pass has run.
+#pragma once
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <string>
+
+#include "model/inference.h"
+#include "serve/batcher.h"
+
+namespace cifar::serve {
+
+struct ServerOptions {
+  std::string model_dir = "/opt/ml/model";
+  std::string host = "0.0.0.0";
+  int port = 8080;
+  model::InferenceOptions engine;
+  BatcherOptions batch;
+  int http_threads = 32;           // connections served at once
+  int max_pending = 256;           // accepted connections waiting for a thread; beyond, the kernel backlog
+  size_t max_body = 6u << 20;      // bytes (SageMaker's 6 MB payload limit)
+  int64_t max_images = 256;        // per request
+  int read_timeout_s = 10;         // a client that sends nothing for this long is dropped
+  int idle_timeout_s = 5;          // keep-alive connections idle this long are closed
+  int default_top_k = 5, max_top_k = 100;
+  int retry_after_s = 1;           // Retry-After of a 503 when the queue is full
+};
+
+// Runs until `should_stop()` turns true (polled every 50 ms; SIGTERM), then stops accepting, finishes the
+// requests in flight and returns 0. Throws Error when the port cannot be bound; a model that fails to load
+// is logged and /ping keeps answering 503 (exit status 1 after stop).
+int run_server(const ServerOptions& opts, const std::function<bool()>& should_stop);
+
+}  // namespace cifar::serve
