@@ -20,16 +20,19 @@ export BODY_FILE="$tmp/x.png"
 wait_ping() { for _ in $(seq 600); do curl -sf "http://127.0.0.1:$1/ping" >/dev/null && return 0; sleep 0.1; done; return 1; }
 measure() {  # name port
   for c in 1 16 64; do
+    pinger=""
     if [ "$c" = 64 ]; then
-      ( for _ in $(seq 20); do curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$2/ping"; sleep 0.2; done ) \
+      ( sleep 1; for _ in $(seq 20); do curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$2/ping"; sleep 0.2; done ) \
         > "$tmp/ping-$1" &
+      pinger=$!
     fi
-    out=$(wrk -t2 -c"$c" -d"${DURATION}s" --timeout 60s --latency -s bench/post_png.lua "http://127.0.0.1:$2/invocations")
+    t=$(( c < 2 ? 1 : 2 ))
+    out=$(wrk -t"$t" -c"$c" -d"${DURATION}s" --timeout 60s --latency -s bench/post_png.lua "http://127.0.0.1:$2/invocations")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
     non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
     echo "$1 $c $rps $p50 $p99 ${non2xx:-0}" >> "$tmp/results"
-    wait
+    if [ -n "$pinger" ]; then wait "$pinger"; fi
   done
   echo "$1 ping_max_s $(sort -g "$tmp/ping-$1" | tail -1)" >> "$tmp/pings"
 }

@@ -16,7 +16,7 @@ struct ServeArgs {
   std::string device;
   std::vector<std::string> sets;
   int port = -1;
-  double max_wait_ms = 2.0;
+  double max_wait_ms = 0.0;  // greedy: a pass starts as soon as the engine is free; load batches by itself
 };
 
 int run_serve(ServeArgs a) {

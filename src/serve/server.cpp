@@ -39,6 +39,10 @@ class BoundedPool : public httplib::TaskQueue {
     jobs_.push_back(std::move(fn));
     ready_.notify_one();
   }
+  size_t pending() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return jobs_.size();
+  }
   void shutdown() override {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -119,7 +123,18 @@ thread_local const httplib::Request* t_request = nullptr;
 int run_server(const ServerOptions& o, const std::function<bool()>& should_stop) {
   State st;
   httplib::Server svr;
-  svr.new_task_queue = [&o] { return new BoundedPool(o.http_threads, o.max_pending); };
+  std::atomic<BoundedPool*> pool{nullptr};
+  svr.new_task_queue = [&o, &pool] {
+    auto* p = new BoundedPool(o.http_threads, o.max_pending);
+    pool = p;
+    return p;
+  };
+  // Fairness: while connections wait for a thread, a served keep-alive connection is closed after its
+  // response, so waiting clients (a health check among them) get a thread within one request's time.
+  svr.set_post_routing_handler([&pool](const httplib::Request&, httplib::Response& res) {
+    BoundedPool* p = pool.load();
+    if (p && p->pending() > 0) res.set_header("Connection", "close");
+  });
   svr.set_payload_max_length(o.max_body);
   svr.set_read_timeout(o.read_timeout_s, 0);
   svr.set_write_timeout(o.read_timeout_s, 0);

@@ -18,8 +18,8 @@ struct ServerOptions {
   std::string host = "0.0.0.0";
   int port = 8080;
   model::InferenceOptions engine;
-  BatcherOptions batch;
-  int http_threads = 32;           // connections served at once
+  BatcherOptions batch;            // max_wait defaults to 0 here: greedy batching (see cli/serve.cpp)
+  int http_threads = 128;          // connections served at once
   int max_pending = 256;           // accepted connections waiting for a thread; beyond, the kernel backlog
   size_t max_body = 6u << 20;      // bytes (SageMaker's 6 MB payload limit)
   int64_t max_images = 256;        // per request

@@ -13,13 +13,14 @@ from harness import BIN, SOURCE, TempDirTest, run  # noqa: E402
 class Help(TempDirTest):
     def test_help_on_every_command(self):
         for args in (["--help"], ["train", "--help"], ["eval", "--help"], ["predict", "--help"], ["export", "--help"],
+                     ["serve", "--help"],
                      ["data", "--help"],
                      ["data", "download", "--help"], ["data", "verify", "--help"], ["data", "info", "--help"]):
             r = run(args)
             self.assertOk(r)
             self.assertIn("Usage:", r.stdout, args)
         r = run(["--help"])
-        for cmd in ("train", "eval", "predict", "export", "data"):
+        for cmd in ("train", "eval", "predict", "export", "serve", "data"):
             self.assertIn(cmd, r.stdout)
 
     def test_version(self):
@@ -172,7 +173,7 @@ class Docs(TempDirTest):
         self.assertGreater(len(keys), 30)
         for k in keys:
             self.assertTrue(f"`{k}`" in readme, f"config key {k} is not in README.md")
-        for cmd in (["train"], ["eval"], ["predict"], ["export"], ["data", "download"], ["data", "verify"],
+        for cmd in (["train"], ["eval"], ["predict"], ["export"], ["serve"], ["data", "download"], ["data", "verify"],
                     ["data", "info"], ["data", "preview"]):
             r = run(cmd + ["--help"])
             for opt in re.findall(r"(--[a-z][a-z-]+)", r.stdout):
