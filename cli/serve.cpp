@@ -50,7 +50,7 @@ Runner add_serve(CLI::App& root) {
                                                "/invocations, /execution-parameters; plus /metrics and a web page)");
   sub->add_option("--model,-m", o.model_dir, "model artifact directory, or a run directory (uses its model/)")
       ->capture_default_str();
-  sub->add_option("--port,-p", a->port, "TCP port (default $SAGEMAKER_BIND_TO_PORT, else 8080)")->check(CLI::Range(0, 65535));
+  sub->add_option("--port,-p", a->port, "TCP port (default $SAGEMAKER_BIND_TO_PORT, else 8080)")->check(CLI::Range(1, 65535));
   sub->add_option("--host", o.host, "address to listen on")->capture_default_str();
   sub->add_option("--max-batch", o.batch.max_batch, "images per forward pass (dynamic batching)")
       ->check(CLI::Range(1, 4096))->capture_default_str();

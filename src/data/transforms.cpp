@@ -207,13 +207,13 @@ std::vector<OpMagnitudes> augmentation_space(const std::string& space, int bins)
   const Space sp = space == "auto_augment" ? Space::AutoAugment
                    : space == "rand_augment" ? Space::RandAugment
                                              : Space::TrivialWide;
-  std::vector<Op> list;
-  if (sp == Space::AutoAugment) {
-    list = {Op::ShearX, Op::ShearY, Op::TranslateX, Op::TranslateY, Op::Rotate,   Op::Brightness, Op::Color,
-            Op::Contrast, Op::Sharpness, Op::Posterize, Op::Solarize, Op::AutoContrast, Op::Equalize, Op::Invert};
-  } else {
-    list.assign(std::begin(kRandOps), std::end(kRandOps));
-  }
+  // Built in place (GCC 12 at -O3 warns falsely about assigning into an empty vector).
+  const std::vector<Op> list =
+      sp == Space::AutoAugment
+          ? std::vector<Op>{Op::ShearX,    Op::ShearY,    Op::TranslateX, Op::TranslateY,   Op::Rotate,
+                            Op::Brightness, Op::Color,   Op::Contrast,   Op::Sharpness,    Op::Posterize,
+                            Op::Solarize,  Op::AutoContrast, Op::Equalize, Op::Invert}
+          : std::vector<Op>(std::begin(kRandOps), std::end(kRandOps));
   std::vector<OpMagnitudes> out;
   for (Op op : list) {
     OpMagnitudes m{op_name(op), {}, signed_op(op)};

@@ -101,7 +101,7 @@ void send_error(httplib::Response& res, int status, const std::string& code, con
 }
 
 std::string route_of(const std::string& path) {
-  for (const char* r : {"/ping", "/invocations", "/execution-parameters", "/metrics", "/", "/app.js", "/style.css"})
+  for (const char* r : {"/ping", "/invocations", "/execution-parameters", "/metrics", "/", "/app.js"})
     if (path == r) return r;
   return "other";
 }
@@ -172,7 +172,6 @@ int run_server(const ServerOptions& o, const std::function<bool()>& should_stop)
     const double secs = t_request == &req ? std::chrono::duration<double>(Clock::now() - t_request_start).count() : 0.0;
     const std::string route = route_of(req.path);
     st.metrics.request(route, res.status, secs);
-    if (route == "/ping" && res.status == 200) return;  // health checks every few seconds: counted, not logged
     log::info("{}", json{{"method", req.method}, {"path", req.path}, {"status", res.status},
                          {"ms", std::round(secs * 1e4) / 10}, {"bytes_in", req.body.size()},
                          {"bytes_out", res.body.size()}, {"remote", req.remote_addr}}
@@ -215,7 +214,8 @@ int run_server(const ServerOptions& o, const std::function<bool()>& should_stop)
   only("/execution-parameters", "GET");
 
   svr.Get("/metrics", [&st](const httplib::Request&, httplib::Response& res) {
-    res.set_content(st.metrics.render([&st] { return st.batcher ? st.batcher->queued_images() : 0; }),
+    // `ready` is set after the batcher exists (release/acquire through the atomic).
+    res.set_content(st.metrics.render([&st] { return st.ready ? st.batcher->queued_images() : int64_t{0}; }),
                     "text/plain; version=0.0.4");
   });
   only("/metrics", "GET");

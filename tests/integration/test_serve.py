@@ -315,6 +315,36 @@ class ServeLifecycle(TempDirTest):
         with self.assertRaises(OSError):
             socket.create_connection(("127.0.0.1", s.port), timeout=1)
 
+    def test_stalled_clients_are_dropped_and_connections_are_bounded(self):
+        s = Server(self.model, "--read-timeout", "1", "--idle-timeout", "1", "--http-threads", "2", "--max-pending", "2")
+        try:
+            s.wait_ready()
+            # A client that sends half a request and stalls is disconnected after the read timeout.
+            stalled = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            stalled.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+            t0 = time.time()
+            self.assertEqual(stalled.recv(4096)[:0], b"")
+            rest = stalled.recv(4096)
+            while rest:
+                rest = stalled.recv(4096)
+            self.assertLess(time.time() - t0, 5)
+            stalled.close()
+            # With both threads held by idle keep-alive clients, a third client is served once the idle timeout
+            # frees a thread.
+            idle = []
+            for _ in range(2):
+                c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+                c.request("GET", "/ping")
+                c.getresponse().read()
+                idle.append(c)
+            t0 = time.time()
+            self.assertEqual(s.request("GET", "/ping", timeout=10)[0], 200)
+            self.assertLess(time.time() - t0, 3.0)
+            for c in idle:
+                c.close()
+        finally:
+            self.assertEqual(s.stop(), 0)
+
     def test_ping_is_503_until_loaded_and_bad_models(self):
         # A model directory that is not an artifact: refused at start with exit 1.
         r = run(["serve", "--model", self.tmp + "/nothing", "--port", str(free_port())])

@@ -13,6 +13,7 @@
 #include "data/image_io.h"
 #include "model/artifact.h"
 #include "model/inference.h"
+#include "support/torch_helpers.h"
 
 using namespace cifar;
 
@@ -20,16 +21,7 @@ static int dump_model(int64_t depth, int64_t width, const std::string& out) {
   torch::set_num_threads(2);
   torch::manual_seed(321);
   model::WideResNet net(model::WrnConfig{depth, width, 0.0, 100});
-  {
-    torch::NoGradGuard g;
-    for (auto& m : net->modules(false))
-      if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
-        bn->running_mean.uniform_(-0.5, 0.5);
-        bn->running_var.uniform_(0.5, 2.0);
-        bn->weight.uniform_(0.5, 1.5);
-        bn->bias.uniform_(-0.2, 0.2);
-      }
-  }
+  cifar::synth::randomize_batchnorm(*net);
   model::ArtifactInfo info = model::default_info(net->config());
   info.metrics = {{"test_top1", 0.5}};
   model::write_artifact(out + "/model", *net, info);

@@ -9,6 +9,7 @@
 #include "common/fsutil.h"
 #include "model/weights.h"
 #include "model/wide_resnet.h"
+#include "support/torch_helpers.h"
 
 int main(int argc, char** argv) {
   if (argc != 4) {
@@ -19,17 +20,7 @@ int main(int argc, char** argv) {
   torch::manual_seed(123);
   cifar::model::WideResNet net(cifar::model::WrnConfig{std::atoll(argv[1]), std::atoll(argv[2]), 0.0, 100});
   const std::string out = argv[3];
-  {
-    // Non-trivial batch-norm statistics, so eval mode really uses the running buffers.
-    torch::NoGradGuard g;
-    for (auto& m : net->modules(false))
-      if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
-        bn->running_mean.uniform_(-0.5, 0.5);
-        bn->running_var.uniform_(0.5, 2.0);
-        bn->weight.uniform_(0.5, 1.5);
-        bn->bias.uniform_(-0.2, 0.2);
-      }
-  }
+  cifar::synth::randomize_batchnorm(*net);  // eval mode then really uses the running buffers
   cifar::model::save_weights(*net, out + "/weights.pt");
   torch::Tensor x = torch::randn({8, 3, 32, 32});
   net->eval();

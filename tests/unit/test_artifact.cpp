@@ -15,6 +15,7 @@
 #include "model/inference.h"
 #include "model/safetensors.h"
 #include "support/testutil.h"
+#include "support/torch_helpers.h"
 
 using namespace cifar;
 using synth::error_of;
@@ -25,14 +26,7 @@ namespace {
 model::WideResNet random_net(int64_t depth, int64_t width) {
   torch::manual_seed(7);
   model::WideResNet net(model::WrnConfig{depth, width, 0.0, 100});
-  torch::NoGradGuard g;
-  for (auto& m : net->modules(false))
-    if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
-      bn->running_mean.uniform_(-0.5, 0.5);
-      bn->running_var.uniform_(0.5, 2.0);
-      bn->weight.uniform_(0.5, 1.5);
-      bn->bias.uniform_(-0.2, 0.2);
-    }
+  synth::randomize_batchnorm(*net);
   net->eval();
   return net;
 }
