@@ -21,16 +21,27 @@ Runner add_export(CLI::App& root);
 Runner add_predict(CLI::App& root);
 Runner add_serve(CLI::App& root);
 
+Runner add_sagemaker(CLI::App& root);
+
 // Options shared by every command that reads a configuration.
 struct ConfigArgs {
-  std::string config;               // YAML file
+  std::string config;               // YAML file or preset name
   std::vector<std::string> sets;    // key=value overrides
   std::string data_dir, archive, device;
+  // Set by `train` inside a SageMaker layout: settings the layout implies (lowest precedence), the preset
+  // the `config` hyperparameter names, and the hyperparameters (ranked as command-line arguments).
+  std::vector<Setting> platform;
+  std::string preset;
+  std::vector<Setting> hyperparameters;
 };
 // `config_help` describes --config ("" = no --config option); `with_device` adds --device.
 void add_config_args(CLI::App* app, ConfigArgs& a, const std::string& config_help, bool with_device);
-// defaults < YAML file < environment < command line (--data-dir, --archive, --device, then --set).
+// defaults < platform < preset < YAML file < environment < hyperparameters < command line (--data-dir,
+// --archive, --device, then --set).
 Config resolve(const ConfigArgs& a, const std::string& base_yaml = "");
+// A preset name (`wrn28-10`, `quick-cpu.yaml`) or a YAML file path, as a path. Presets are looked up in
+// $CIFAR100_PRESETS_DIR, /opt/cifar100/configs (the image), and configs/ beside or above the binary.
+std::string find_config_file(const std::string& name_or_path);
 // --precision and --threads for the commands that run a model (eval, predict): shorthands for --set.
 struct RuntimeArgs {
   std::string precision;

@@ -22,7 +22,6 @@
 namespace cifar::cli {
 
 namespace {
-namespace stdfs = std::filesystem;
 
 struct EvalArgs {
   ConfigArgs cfg;
@@ -109,12 +108,7 @@ int run_eval(const EvalArgs& a) {
     log::info("metrics written to {}", a.json);
   }
   if (!a.report_dir.empty()) {
-    fs::make_dirs(a.report_dir);
-    const stdfs::path d(a.report_dir);
-    fs::write_atomic((d / "metrics.json").string(), j.dump(2) + "\n");
-    eval::write_confusion_csv((d / "confusion.csv").string(), r, art.info.class_names);
-    eval::write_per_class_csv((d / "per_class.csv").string(), r, art.info.class_names);
-    eval::write_confusion_png((d / "confusion.png").string(), r, art.info.class_names);
+    eval::write_report_dir(a.report_dir, r, j, art.info.class_names);
     log::info("report written to {} (metrics.json, confusion.csv, per_class.csv, confusion.png)", a.report_dir);
   }
   return 0;

@@ -1,4 +1,4 @@
-// cifar100: one binary, one subcommand per file in cli/ (train, eval, predict, export, serve, data).
+// cifar100: one binary, one subcommand per file in cli/ (train, eval, predict, export, serve, data, sagemaker).
 #include <torch/version.h>
 
 #include <algorithm>
@@ -26,11 +26,12 @@ int main(int argc, char** argv) {
   add("export", cifar::cli::add_export(app));
   add("predict", cifar::cli::add_predict(app));
   add("serve", cifar::cli::add_serve(app));
+  add("sagemaker", cifar::cli::add_sagemaker(app));
 
   const bool known = std::any_of(commands.begin(), commands.end(),
                                  [&](const auto& c) { return argc > 1 && c.first->get_name() == argv[1]; });
   if (argc > 1 && argv[1][0] != '-' && !known) {
-    std::fprintf(stderr, "ERROR: unknown command '%s' (commands: train, eval, predict, export, serve, data)\n%s", argv[1], app.help().c_str());
+    std::fprintf(stderr, "ERROR: unknown command '%s' (commands: train, eval, predict, export, serve, data, sagemaker)\n%s", argv[1], app.help().c_str());
     return 2;
   }
   try {

@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "cli/commands.h"
 #include <filesystem>
@@ -11,7 +13,7 @@
 namespace cifar::cli {
 
 void add_config_args(CLI::App* app, ConfigArgs& a, const std::string& config_help, bool with_device) {
-  if (!config_help.empty()) app->add_option("--config,-c", a.config, config_help)->check(CLI::ExistingFile);
+  if (!config_help.empty()) app->add_option("--config,-c", a.config, config_help);
   app->add_option("--set,-s", a.sets, "override a config key: --set key=value (repeatable)")->allow_extra_args(false);
   app->add_option("--data-dir", a.data_dir, "extracted data set directory (env CIFAR100_DATA_DIR)");
   app->add_option("--archive", a.archive, "local cifar-100-binary.tar.gz to use instead of downloading (env CIFAR100_ARCHIVE)");
@@ -25,9 +27,53 @@ Config resolve(const ConfigArgs& a, const std::string& base_yaml) {
   if (!a.archive.empty()) overrides.push_back("archive=" + a.archive);
   if (!a.device.empty()) overrides.push_back("device=" + a.device);
   overrides.insert(overrides.end(), a.sets.begin(), a.sets.end());
-  Config cfg = resolve_config({base_yaml, a.config}, overrides);
+  ConfigLayers layers;
+  layers.platform = a.platform;
+  layers.yaml_paths = {base_yaml, a.preset.empty() ? "" : find_config_file(a.preset),
+                       a.config.empty() ? "" : find_config_file(a.config)};
+  layers.hyperparameters = a.hyperparameters;
+  layers.overrides = overrides;
+  Config cfg = resolve_config(layers);
   (void)data::Pipeline::parse(cfg.s("augment"));  // a bad pipeline fails here, at start, naming the key
   return cfg;
+}
+
+namespace {
+std::vector<std::string> preset_dirs() {
+  std::vector<std::string> dirs;
+  if (const char* d = std::getenv("CIFAR100_PRESETS_DIR"); d && *d) dirs.emplace_back(d);
+  dirs.emplace_back("/opt/cifar100/configs");
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    dirs.push_back((exe.parent_path() / "configs").string());
+    dirs.push_back((exe.parent_path().parent_path() / "configs").string());
+  }
+  return dirs;
+}
+}  // namespace
+
+std::string find_config_file(const std::string& name) {
+  namespace stdfs = std::filesystem;
+  if (stdfs::is_regular_file(name)) return name;
+  const bool looks_like_path = name.find('/') != std::string::npos;
+  if (!looks_like_path) {
+    const std::string file = name.size() > 5 && name.compare(name.size() - 5, 5, ".yaml") == 0 ? name : name + ".yaml";
+    for (const auto& d : preset_dirs())
+      if (stdfs::is_regular_file(stdfs::path(d) / file)) return (stdfs::path(d) / file).string();
+  }
+  std::vector<std::string> names;
+  for (const auto& d : preset_dirs()) {
+    std::error_code ec;
+    for (const auto& e : stdfs::directory_iterator(d, ec))
+      if (e.path().extension() == ".yaml") names.push_back(e.path().stem().string());
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  fail_config("config '{}' is neither a file nor a preset (presets: {}); give a YAML file path or a preset name", name,
+              list.empty() ? "none found" : list);
 }
 
 void add_runtime_args(CLI::App* app, RuntimeArgs& a, bool with_batch_size) {

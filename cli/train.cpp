@@ -4,16 +4,22 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <optional>
+
+#include <fmt/ranges.h>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cloud/sagemaker.h"
 #include "common/error.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/signals.h"
 #include "data/fetch.h"
 #include "data/split.h"
 #include "eval/evaluate.h"
+#include "eval/report.h"
 #include "model/artifact.h"
 #include "model/device.h"
 #include "model/weights.h"
@@ -27,6 +33,7 @@ namespace cifar::cli {
 
 namespace {
 namespace stdfs = std::filesystem;
+namespace sagemaker = cloud::sagemaker;
 
 struct TrainArgs {
   ConfigArgs cfg;
@@ -35,6 +42,7 @@ struct TrainArgs {
   bool overwrite = false;
   bool allow_config_change = false;
   bool help_config = false;
+  std::string sagemaker = "auto";
 };
 
 // Exit status after a stop by signal: 0 for SIGTERM (SageMaker's stop), 128+n otherwise (Ctrl-C: 130).
@@ -65,24 +73,74 @@ std::optional<std::pair<std::string, train::Snapshot>> find_resume_point(const C
   return std::make_pair(mode, train::Checkpointer::load(mode));
 }
 
-int run_train(const TrainArgs& a) {
-  if (a.help_config) {
-    print_config_help();
-    return 0;
+// The SageMaker layout, when `train` runs inside one: the environment and what it implies for the config.
+struct SageMakerJob {
+  sagemaker::TrainingEnv env;
+  std::string scratch;  // data staging and the .pt weights, outside output/data (every byte there is uploaded)
+};
+
+std::optional<SageMakerJob> detect_sagemaker(const std::string& mode) {
+  if (mode == "off") return std::nullopt;
+  if (!sagemaker::training_layout_present()) {
+    if (mode == "on")
+      fail_config("--sagemaker on, but there is no SageMaker training layout at {} (no input/config/); set "
+                  "SAGEMAKER_BASE_DIR to a fake /opt/ml to run one locally",
+                  sagemaker::base_dir());
+    return std::nullopt;
   }
+  SageMakerJob job;
+  job.env = sagemaker::read_training_env(sagemaker::base_dir());
+  job.scratch = (stdfs::path(fs::default_cache_dir()) / "sagemaker").string();
+  return job;
+}
+
+// Adds what the layout implies to the config arguments: hyperparameters, the `config` preset, the data
+// channels, and the checkpoint directory that SageMaker syncs with S3.
+void apply_sagemaker(const SageMakerJob& job, ConfigArgs& ca) {
+  log::info("{}", job.env.describe());
+  const sagemaker::Hyperparameters hp =
+      sagemaker::map_hyperparameters(job.env.hyperparameters, job.env.hyperparameters_origin);
+  if (!hp.ignored.empty()) log::info("ignoring platform hyperparameters: {}", fmt::join(hp.ignored, ", "));
+  if (!hp.preset.empty()) log::info("preset from the `config` hyperparameter: {}", hp.preset);
+  if (job.env.channels.empty()) log::info("no input channels: the data set is downloaded (or taken from the cache)");
+  ca.preset = hp.preset;
+  ca.hyperparameters = hp.settings;
+  ca.platform = sagemaker::channel_settings(job.env, job.scratch);
+  ca.platform.push_back({"checkpoint_dir", job.env.checkpoint_dir, "SageMaker layout"});
+  // Spot capacity can vanish without the SIGTERM warning reaching a save in time: save on the clock too.
+  ca.platform.push_back({"checkpoint_every_minutes", "10", "SageMaker layout"});
+}
+
+// Loads the weights chosen on validation: best.pt, or (after a resume in a fresh container, where only
+// the checkpoints survived) the newest best checkpoint.
+void load_best_weights(model::WideResNet& net, const train::RunDir& run, const std::string& ckpt_dir) {
+  if (fs::exists(run.best_weights())) return model::load_weights(*net, run.best_weights());
+  auto best = train::Checkpointer::load_best(ckpt_dir);
+  if (!best) fail("neither {} nor a best-* checkpoint in {} holds the best weights to test", run.best_weights(), ckpt_dir);
+  train::restore_weights(best->second, *net);
+  model::save_weights(*net, run.best_weights());
+  log::info("best weights restored from checkpoint {}", best->first);
+}
+
+int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm) {
   const auto t_start = std::chrono::steady_clock::now();
   signals::install_stop_handlers();
 
   // 1. Configuration, the checkpoint to resume from (if any), run and checkpoint directories.
   ConfigArgs ca = a.cfg;
   if (!a.resume.empty()) ca.sets.insert(ca.sets.begin(), "resume=" + a.resume);
+  if (sm) apply_sagemaker(*sm, ca);
   const Config cfg = resolve(ca);
-  const std::string out = a.out.empty() ? log::format_now("runs/%Y%m%d-%H%M%S", false) : a.out;
+  const std::string out = !a.out.empty() ? a.out
+                          : sm           ? sm->env.output_data_dir
+                                         : log::format_now("runs/%Y%m%d-%H%M%S", false);
   const std::string ckpt_dir = cfg.s("checkpoint_dir").empty() ? (stdfs::path(out) / "checkpoints").string()
                                                                : cfg.s("checkpoint_dir");
+  const std::string model_dir = sm && a.out.empty() ? sm->env.model_dir : (stdfs::path(out) / "model").string();
   const auto resume = find_resume_point(cfg, ckpt_dir, a.overwrite);
   if (resume) train::check_resume_config(cfg, resume->second.config, resume->first, a.allow_config_change);
-  const train::RunDir run(out, a.overwrite, resume.has_value());
+  const train::RunDir run(out, a.overwrite, resume.has_value(),
+                          sm && a.out.empty() ? (stdfs::path(sm->scratch) / "weights").string() : "");
   train::Checkpointer checkpointer(ckpt_dir, cfg.i("checkpoint_keep"));
   run.write_config(cfg);
   log_config(cfg);
@@ -112,9 +170,10 @@ int run_train(const TrainArgs& a) {
   if (fit.stopped_by_signal) return exit_status_for(fit.stopped_by_signal);
 
   // 5. Test once, with the weights chosen on the validation set.
-  if (!split.val.empty()) model::load_weights(*net, run.best_weights());
+  if (!split.val.empty()) load_best_weights(net, run, ckpt_dir);
   const eval::Metrics test = eval::evaluate(net, ds.test, {}, rt, cfg.i("eval_batch_size"),
-                                            static_cast<int>(cfg.i("workers")), [] { return signals::stop_requested(); });
+                                            static_cast<int>(cfg.i("workers")), [] { return signals::stop_requested(); },
+                                            /*keep_outputs=*/true);
   if (test.interrupted) {
     log::info("stopped by {} during the final test; training is complete and checkpointed: run the same command to "
               "test",
@@ -138,19 +197,54 @@ int run_train(const TrainArgs& a) {
       {"parameters", model::count_parameters(*net)},
       {"runtime", rt.describe()},
   };
-  run.write_results(results);
+  if (sm) results["sagemaker"] = {{"job_name", sm->env.job_name}, {"job_arn", sm->env.job_arn},
+                                  {"host", sm->env.current_host}};
   // The model artifact: the tested weights, the class names of this data set, the config and the results.
   model::ArtifactInfo info = train::artifact_info(mc, cfg.to_json(), &ds);
   info.metrics = results;
   info.source = {{"run", out}, {"weights", split.val.empty() ? "final" : "best"}, {"best_epoch", fit.best_epoch}};
-  const std::string model_dir = (stdfs::path(out) / "model").string();
+  if (sm) info.source["training_job"] = sm->env.job_name;
+  // The full test report (superclasses, per class, confusion matrix, calibration) from the same pass.
+  std::vector<int64_t> coarse;
+  for (int64_t y : test.labels) coarse.push_back(info.fine_to_coarse.empty() ? 0 : info.fine_to_coarse[static_cast<size_t>(y)]);
+  const eval::Report report = eval::make_report(test.log_probs, test.labels, info.fine_to_coarse.empty() ? std::vector<int64_t>{} : coarse,
+                                                info.fine_to_coarse);
+  nlohmann::json report_json = eval::to_json(report, info.class_names);
+  report_json["split"] = "test";
+  report_json["architecture"] = mc.name();
+  report_json["weights"] = split.val.empty() ? "final" : "best";
+  eval::write_report_dir(run.file("report"), report, report_json, info.class_names);
+  run.write_results(results);
   model::write_artifact(model_dir, *net, info);
-  log::info("test_loss={:.4f}; test_top1={:.4f}; test_top5={:.4f}; wall_seconds={:.1f};", test.loss, test.top1,
-            test.top5, wall);
+  log::info("{}", train::format_test_line(test.loss, test.top1, test.top5, wall));
   if (!split.val.empty())
     log::info("tested the weights of epoch {} (best validation top-1 {:.4f})", fit.best_epoch, fit.best_val_top1);
-  log::info("results in {}; model artifact in {}", run.file("results.json"), model_dir);
+  log::info("results in {} (test report in {}); model artifact in {}", run.file("results.json"), run.file("report"),
+            model_dir);
   return 0;
+}
+
+// Inside SageMaker every failure also goes to output/failure, which the console shows as FailureReason.
+int run_train_job(const TrainArgs& a) {
+  if (a.help_config) {
+    print_config_help();
+    return 0;
+  }
+  std::string failure_file;
+  try {
+    if (a.sagemaker != "off" && sagemaker::training_layout_present())
+      failure_file = sagemaker::failure_file(sagemaker::base_dir());
+    if (!failure_file.empty()) {
+      std::error_code ec;
+      stdfs::remove(failure_file, ec);  // a reason left by an earlier attempt of this job is stale
+      sagemaker::install_crash_reporter(failure_file);
+    }
+    const auto sm = detect_sagemaker(a.sagemaker);
+    return run_train(a, sm);
+  } catch (const std::exception& e) {
+    if (!failure_file.empty()) sagemaker::write_failure(failure_file, std::string("cifar100 train: ") + e.what());
+    throw;
+  }
 }
 }  // namespace
 
@@ -165,7 +259,11 @@ Runner add_train(CLI::App& root) {
                 "resume even if the model or data configuration differs from the checkpoint's (fine-tuning)");
   sub->add_flag("--overwrite", a->overwrite, "replace the results of an earlier run in --out when not resuming");
   sub->add_flag("--help-config", a->help_config, "list every config key with its default and help, then exit");
-  return [a] { return run_train(*a); };
+  sub->add_option("--sagemaker", a->sagemaker,
+                  "auto (default): use the SageMaker layout under $SAGEMAKER_BASE_DIR or /opt/ml when it is there; "
+                  "on: require it; off: ignore it")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  return [a] { return run_train_job(*a); };
 }
 
 }  // namespace cifar::cli

@@ -146,8 +146,10 @@ const OptionSpec* find_option(const std::string& key) {
 const char* source_name(Source s) {
   switch (s) {
     case Source::Default: return "default";
+    case Source::Platform: return "SageMaker layout";
     case Source::File: return "config file";
     case Source::Env: return "environment";
+    case Source::Hyperparameter: return "hyperparameters";
     case Source::CommandLine: return "command line";
   }
   return "?";
@@ -405,14 +407,23 @@ std::vector<std::string> Config::diff(const Config& other) const {
   return keys;
 }
 
-Config resolve_config(const std::vector<std::string>& yaml_paths, const std::vector<std::string>& overrides) {
+Config resolve_config(const ConfigLayers& layers) {
   Config c;
-  for (const auto& path : yaml_paths)
+  for (const auto& s : layers.platform) c.set(s.key, s.value, Source::Platform, s.origin);
+  for (const auto& path : layers.yaml_paths)
     if (!path.empty()) c.load_yaml_file(path);
   c.apply_env();
-  c.apply_overrides(overrides);
+  for (const auto& s : layers.hyperparameters) c.set(s.key, s.value, Source::Hyperparameter, s.origin);
+  c.apply_overrides(layers.overrides);
   c.validate();
   return c;
+}
+
+Config resolve_config(const std::vector<std::string>& yaml_paths, const std::vector<std::string>& overrides) {
+  ConfigLayers layers;
+  layers.yaml_paths = yaml_paths;
+  layers.overrides = overrides;
+  return resolve_config(layers);
 }
 
 }  // namespace cifar

@@ -1,5 +1,6 @@
 // The one table of options (name, type, default, help, environment variable, allowed range) and the
-// resolved Config. Precedence: command line (--set) > environment > config file (YAML) > default.
+// resolved Config. Precedence: command line (--set) > SageMaker hyperparameters > environment > config file
+// (YAML) > platform defaults (the SageMaker layout: channels, checkpoint directory) > default.
 // Every value is checked when it is set; cross-field rules are checked by validate().
 #pragma once
 #include <cstdint>
@@ -35,7 +36,7 @@ const OptionSpec* find_option(const std::string& key);
 enum class ResumeRule { MustMatch, Warn, Free };
 ResumeRule resume_rule(const std::string& key);
 
-enum class Source { Default, File, Env, CommandLine };
+enum class Source { Default, Platform, File, Env, Hyperparameter, CommandLine };
 const char* source_name(Source s);
 
 class Config {
@@ -76,6 +77,21 @@ class Config {
   std::map<std::string, Source> sources_;
 };
 
+// One setting from a source that is neither a file nor the command line; `origin` names it in messages.
+struct Setting {
+  std::string key, value, origin;
+};
+
+// Every layer of a configuration, lowest precedence first.
+struct ConfigLayers {
+  std::vector<Setting> platform;             // what the SageMaker layout implies (channels, checkpoints)
+  std::vector<std::string> yaml_paths;       // preset and --config files, in order (empty paths skipped)
+  std::vector<Setting> hyperparameters;      // SageMaker hyperparameters (the toolkit passes them as arguments)
+  std::vector<std::string> overrides;        // "key=value" from the command line
+};
+
+// Defaults < platform < YAML files < environment < hyperparameters < command line; validated.
+Config resolve_config(const ConfigLayers& layers);
 // Defaults, then each YAML file in order (empty paths skipped), then the environment, then the
 // command-line overrides ("key=value"); validated.
 Config resolve_config(const std::vector<std::string>& yaml_paths, const std::vector<std::string>& overrides);

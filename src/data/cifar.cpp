@@ -61,7 +61,10 @@ Split read_split(const std::string& path) {
     fail("data set file '{}' is missing: run `cifar100 data download`, or point CIFAR100_ARCHIVE (--archive) at "
          "cifar-100-binary.tar.gz or CIFAR100_DATA_DIR (--data-dir) at an extracted copy",
          path);
-  return parse_split(fs::read_bytes(path), path);
+  // A linked file (a SageMaker channel staged as a data set) is named by its target in messages.
+  std::error_code ec;
+  const std::string name = std::filesystem::is_symlink(path, ec) ? std::filesystem::canonical(path, ec).string() : path;
+  return parse_split(fs::read_bytes(path), name.empty() ? path : name);
 }
 
 std::vector<std::string> read_label_names(const std::string& path, int expected) {

@@ -15,7 +15,7 @@ namespace cifar::eval {
 
 Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::vector<int64_t>& indices,
                  const model::Runtime& rt, int64_t batch_size, int workers,
-                 const std::function<bool()>& should_stop) {
+                 const std::function<bool()>& should_stop, bool keep_outputs) {
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<int64_t> idx = indices;
   if (idx.empty()) {
@@ -36,6 +36,7 @@ Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::ve
   torch::Tensor top1 = torch::zeros({}, torch::dtype(torch::kInt64).device(rt.device));
   torch::Tensor top5 = torch::zeros({}, torch::dtype(torch::kInt64).device(rt.device));
   Metrics m;
+  std::vector<torch::Tensor> outputs;
   while (auto batch = loader.next()) {
     if (should_stop && should_stop()) {
       m.interrupted = true;
@@ -54,7 +55,13 @@ Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::ve
     auto hits = top.eq(y.unsqueeze(1));
     top1 += hits.select(1, 0).sum();
     top5 += hits.any(1).sum();
+    if (keep_outputs) {
+      outputs.push_back(torch::log_softmax(logits, 1).to(torch::kCPU));
+      const auto lab = batch->labels.to(torch::kInt64).contiguous();
+      m.labels.insert(m.labels.end(), lab.data_ptr<int64_t>(), lab.data_ptr<int64_t>() + lab.numel());
+    }
   }
+  if (keep_outputs && !outputs.empty()) m.log_probs = torch::cat(outputs);
   if (was_training) net->train();
   m.count = static_cast<int64_t>(idx.size());
   const double n = static_cast<double>(m.count);

@@ -22,12 +22,16 @@ struct Metrics {
   int64_t count = 0;
   double seconds = 0;
   bool interrupted = false;  // `should_stop` returned true before the end; the numbers are not valid
+  // With keep_outputs: the log-probabilities (N x classes, float32, CPU) and labels, in image order.
+  at::Tensor log_probs;
+  std::vector<int64_t> labels;
 };
 
 // `indices` = which images of `split` (empty = all of them). `should_stop` is polled between batches.
+// `keep_outputs` also returns every image's log-probabilities (for a full report without a second pass).
 Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::vector<int64_t>& indices,
                  const model::Runtime& rt, int64_t batch_size, int workers = 1,
-                 const std::function<bool()>& should_stop = {});
+                 const std::function<bool()>& should_stop = {}, bool keep_outputs = false);
 
 // Log-probabilities (N x classes, float32, CPU) of the inference engine on `indices` of `split` (empty = all),
 // in batches; with `tta_flip` the average of the probabilities of each image and its mirror image.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 #include "common/error.h"
 #include "common/fsutil.h"
@@ -183,6 +184,16 @@ void write_confusion_png(const std::string& path, const Report& r, const std::ve
     }
   }
   data::write_png(path, width, height, rgb);
+}
+
+void write_report_dir(const std::string& dir, const Report& r, const nlohmann::json& metrics,
+                      const std::vector<std::string>& class_names) {
+  fs::make_dirs(dir);
+  const std::filesystem::path d(dir);
+  fs::write_atomic((d / "metrics.json").string(), metrics.dump(2) + "\n");
+  write_confusion_csv((d / "confusion.csv").string(), r, class_names);
+  write_per_class_csv((d / "per_class.csv").string(), r, class_names);
+  write_confusion_png((d / "confusion.png").string(), r, class_names);
 }
 
 }  // namespace cifar::eval

@@ -43,5 +43,9 @@ nlohmann::json to_json(const Report& r, const std::vector<std::string>& class_na
 void write_confusion_csv(const std::string& path, const Report& r, const std::vector<std::string>& class_names);
 void write_per_class_csv(const std::string& path, const Report& r, const std::vector<std::string>& class_names);
 void write_confusion_png(const std::string& path, const Report& r, const std::vector<std::string>& class_names);
+// The report directory: metrics.json (`metrics`, the report's JSON with any extra fields), confusion.csv,
+// per_class.csv and confusion.png.
+void write_report_dir(const std::string& dir, const Report& r, const nlohmann::json& metrics,
+                      const std::vector<std::string>& class_names);
 
 }  // namespace cifar::eval

@@ -1,11 +1,14 @@
 #include "model/artifact.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <unistd.h>
 
 #include <torch/torch.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <set>
 
@@ -136,6 +139,54 @@ bool is_artifact_dir(const std::string& dir) {
          fs::exists((stdfs::path(dir) / "model.safetensors").string());
 }
 
+namespace {
+// The three files of the artifact, written into directory `d`.
+void write_files(const stdfs::path& d, const torch::nn::Module& net, const ArtifactInfo& info) {
+  safetensors::Tensors tensors;
+  for (const auto& [name, t] : state_dict(net))
+    tensors.emplace_back(name, t.detach().to(torch::kCPU).to(t.is_floating_point() ? torch::kFloat32 : t.scalar_type()));
+  const std::string sha = safetensors::write((d / "model.safetensors").string(), tensors,
+                                             {{"format", "pt"}, {"model", info.arch.name()}, {"producer", "cifar100"}});
+  save_weights(net, (d / "model.pt").string());
+  json j = info.to_json();
+  j["weights"]["safetensors_sha256"] = sha;
+  fs::write_atomic((d / "config.json").string(), j.dump(2) + "\n");
+  fs::sync_dir(d.string());
+}
+
+// A mount point cannot be renamed or replaced (EBUSY). A bind mount of a directory of the same file system
+// (SageMaker's /opt/ml/model, `docker run -v`) has its parent's st_dev, so ask the kernel (statx, Linux 5.8+).
+bool is_mount_point(const stdfs::path& p) {
+  struct statx sx{};
+  if (::statx(AT_FDCWD, p.c_str(), 0, STATX_BASIC_STATS, &sx) == 0 && (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+    return (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+  struct stat a{}, b{};
+  return ::stat(p.c_str(), &a) == 0 && ::stat(p.parent_path().c_str(), &b) == 0 && a.st_dev != b.st_dev;
+}
+
+// Into a directory that cannot be replaced (a mount point such as SageMaker's /opt/ml/model, or one whose
+// parent is not writable): the files are written to a temporary directory inside it and moved in one by
+// one, config.json last, after any old config.json is gone, so a reader never pairs old and new files.
+void write_in_place(const stdfs::path& target, const torch::nn::Module& net, const ArtifactInfo& info) {
+  std::string tmp = (target / ".artifact.tmp-XXXXXX").string();
+  if (!::mkdtemp(tmp.data())) fail("cannot write the model artifact into '{}': {}", target.string(), std::strerror(errno));
+  try {
+    write_files(tmp, net, info);
+    std::error_code ec;
+    stdfs::remove(target / "config.json", ec);
+    for (const char* f : {"model.safetensors", "model.pt", "config.json"})
+      if (::rename((stdfs::path(tmp) / f).c_str(), (target / f).c_str()) != 0)
+        fail("cannot move {} into '{}': {}", f, target.string(), std::strerror(errno));
+    stdfs::remove_all(tmp, ec);
+    fs::sync_dir(target.string());
+  } catch (...) {
+    std::error_code ec;
+    stdfs::remove_all(tmp, ec);
+    throw;
+  }
+}
+}  // namespace
+
 void write_artifact(const std::string& dir, const torch::nn::Module& net, const ArtifactInfo& info) {
   const stdfs::path target = stdfs::absolute(stdfs::path(dir)).lexically_normal();
   const bool exists = stdfs::exists(target);
@@ -145,22 +196,14 @@ void write_artifact(const std::string& dir, const torch::nn::Module& net, const 
       fail("cannot write the model artifact to '{}': the directory holds other files (choose an empty or new "
            "directory)",
            dir);
+    if (is_mount_point(target) || ::access(target.parent_path().c_str(), W_OK) != 0)
+      return write_in_place(target, net, info);
   }
   fs::make_dirs(target.parent_path().string());
   std::string tmp = (target.parent_path() / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
   if (!::mkdtemp(tmp.data())) fail("cannot create a temporary directory next to '{}': {}", dir, std::strerror(errno));
   try {
-    safetensors::Tensors tensors;
-    for (const auto& [name, t] : state_dict(net)) tensors.emplace_back(name, t.detach().to(torch::kCPU).to(
-                                                                                  t.is_floating_point() ? torch::kFloat32 : t.scalar_type()));
-    const std::string sha = safetensors::write((stdfs::path(tmp) / "model.safetensors").string(), tensors,
-                                               {{"format", "pt"}, {"model", info.arch.name()},
-                                                {"producer", "cifar100"}});
-    save_weights(net, (stdfs::path(tmp) / "model.pt").string());
-    json j = info.to_json();
-    j["weights"]["safetensors_sha256"] = sha;
-    fs::write_atomic((stdfs::path(tmp) / "config.json").string(), j.dump(2) + "\n");
-    fs::sync_dir(tmp);
+    write_files(tmp, net, info);
     if (exists) {
       // Swap the new directory with the old one in one step, then remove the old.
       if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) != 0)

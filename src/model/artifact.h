@@ -3,7 +3,8 @@
 //   model.pt           the same tensors as a PyTorch state dict (torch.load + load_state_dict)
 //   config.json        architecture, input normalisation, class names, the training config and metrics
 // Written into a temporary sibling directory and renamed into place: a reader sees the old artifact or the
-// new one, never a mix. Loading checks config.json's fields, and the safetensors header's names, dtypes and
+// new one, never a mix (into a mount point such as /opt/ml/model, whose directory cannot be replaced, the
+// files are moved in one by one, config.json last). Loading checks config.json's fields, and the safetensors header's names, dtypes and
 // shapes against the architecture, and names the file and the tensor of any mismatch.
 #pragma once
 #include <array>

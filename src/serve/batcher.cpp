@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "model/inference.h"
@@ -10,15 +11,22 @@ namespace cifar::serve {
 
 Batcher::Batcher(const model::InferenceModel& engine, BatcherOptions opts, std::function<void(int64_t)> on_batch)
     : engine_(engine), opts_(opts), on_batch_(std::move(on_batch)) {
-  thread_ = std::thread([this] { loop(); });
+  for (int i = 0; i < std::max(1, opts_.workers); ++i)
+    threads_.emplace_back([this] {
+      // OpenMP's thread count is per calling thread: each worker sets its own share.
+      if (opts_.threads_per_worker > 0) at::set_num_threads(opts_.threads_per_worker);
+      loop();
+    });
 }
 
 Batcher::~Batcher() { stop(); }
 
-std::optional<std::future<Probabilities>> Batcher::submit(std::vector<uint8_t> pixels, int64_t count) {
+std::optional<std::future<Probabilities>> Batcher::submit(std::vector<uint8_t> pixels, int64_t count,
+                                                          Clock::time_point deadline) {
   auto job = std::make_unique<Job>();
   job->pixels = std::move(pixels);
   job->count = count;
+  job->deadline = deadline;
   std::future<Probabilities> f = job->done.get_future();
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -42,7 +50,8 @@ void Batcher::stop() {
     stopping_ = true;
   }
   cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
 }
 
 void Batcher::loop() {
@@ -59,16 +68,25 @@ void Batcher::loop() {
       const auto deadline = std::chrono::steady_clock::now() + opts_.max_wait;
       for (;;) {
         while (!queue_.empty() && (images == 0 || images + queue_.front()->count <= opts_.max_batch)) {
-          images += queue_.front()->count;
-          queued_ -= queue_.front()->count;
-          jobs.push_back(std::move(queue_.front()));
+          std::unique_ptr<Job> job = std::move(queue_.front());
           queue_.pop_front();
+          queued_ -= job->count;
+          if (Clock::now() > job->deadline) {  // its client has been answered already: do not compute it
+            Probabilities late;
+            late.timed_out = true;
+            job->done.set_value(std::move(late));
+            continue;
+          }
+          images += job->count;
+          jobs.push_back(std::move(job));
         }
-        if (images >= opts_.max_batch || stopping_ || !queue_.empty()) break;
+        // Full, stopping, more waiting than fits, or all it took had timed out (then wait anew).
+        if (images == 0 || images >= opts_.max_batch || stopping_ || !queue_.empty()) break;
         if (cv_.wait_until(lock, deadline, [&] { return stopping_ || !queue_.empty(); })) continue;
         break;  // waited long enough
       }
     }
+    if (jobs.empty()) continue;
     Probabilities all;
     try {
       at::Tensor x = torch::empty({images, s, s, 3}, torch::kUInt8);

@@ -1,6 +1,11 @@
 #include "serve/server.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <torch/torch.h>
 
@@ -116,13 +121,46 @@ struct State {
 };
 
 thread_local Clock::time_point t_request_start;
+
+// httplib's server on a socket that is already listening.
+class ListeningServer : public httplib::Server {
+ public:
+  void adopt(int fd) { svr_sock_ = fd; }
+};
+
+// The socket the `cifar100` launcher bound and listened on before LibTorch loaded (cli/launcher.cpp), when
+// it is a listening TCP socket for exactly this host and port; -1 otherwise (then it is closed).
+int take_listen_fd(const std::string& host, int port) {
+  const char* fd_text = std::getenv("CIFAR100_LISTEN_FD");
+  const char* addr = std::getenv("CIFAR100_LISTEN_ADDR");
+  if (!fd_text || !addr) return -1;
+  const int fd = std::atoi(fd_text);
+  const bool same_addr = std::string(addr) == host + " " + std::to_string(port);
+  ::unsetenv("CIFAR100_LISTEN_FD");
+  ::unsetenv("CIFAR100_LISTEN_ADDR");
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  int listening = 0;
+  socklen_t optlen = sizeof listening;
+  const bool ok = fd > 2 && same_addr && ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0 &&
+                  ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) == 0 && listening &&
+                  (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) &&
+                  ntohs(ss.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
+                                                : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port) == port;
+  if (ok) {
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
+  }
+  if (fd > 2) ::close(fd);
+  return -1;
+}
 thread_local const httplib::Request* t_request = nullptr;
 
 }  // namespace
 
 int run_server(const ServerOptions& o, const std::function<bool()>& should_stop) {
   State st;
-  httplib::Server svr;
+  ListeningServer svr;
   std::atomic<BoundedPool*> pool{nullptr};
   svr.new_task_queue = [&o, &pool] {
     auto* p = new BoundedPool(o.http_threads, o.max_pending);
@@ -205,8 +243,9 @@ int run_server(const ServerOptions& o, const std::function<bool()>& should_stop)
   only("/ping", "GET");
 
   svr.Get("/execution-parameters", [&o](const httplib::Request&, httplib::Response& res) {
-    res.set_content(json{{"MaxConcurrentTransforms", o.http_threads},
-                         {"BatchStrategy", "MULTI_RECORD"},
+    res.set_content(json{{"MaxConcurrentTransforms", o.max_concurrent_transforms > 0 ? o.max_concurrent_transforms
+                                                                                      : o.http_threads},
+                         {"BatchStrategy", o.batch_strategy},
                          {"MaxPayloadInMB", static_cast<int>(o.max_body >> 20)}}
                         .dump(),
                     "application/json");
@@ -263,13 +302,20 @@ int run_server(const ServerOptions& o, const std::function<bool()>& should_stop)
     } catch (const RequestError& e) {
       return send_error(res, e.status(), e.code(), e.what());
     }
-    auto fut = st.batcher->submit(std::move(images.pixels), images.count);
+    const auto deadline = t_request_start + std::chrono::seconds(o.request_timeout_s);
+    auto fut = st.batcher->submit(std::move(images.pixels), images.count, deadline);
     if (!fut) {
       res.set_header("Retry-After", std::to_string(o.retry_after_s));
       return send_error(res, 503, "queue_full", "the server is at capacity; retry after " +
                                                      std::to_string(o.retry_after_s) + " s");
     }
+    auto timed_out = [&] {
+      send_error(res, 504, "timeout", "the request was not answered within " + std::to_string(o.request_timeout_s) +
+                                          " s (SAGEMAKER_MODEL_SERVER_TIMEOUT, --timeout); the server is overloaded");
+    };
+    if (fut->wait_until(deadline) != std::future_status::ready) return timed_out();
     const Probabilities p = fut->get();
+    if (p.timed_out) return timed_out();
     if (!p.error.empty()) return send_error(res, 500, "inference_failed", p.error);
     if (npy) return res.set_content(encode_npy_f32(p.values.data(), p.rows, p.classes), "application/x-npy");
     json preds = json::array();
@@ -289,10 +335,13 @@ int run_server(const ServerOptions& o, const std::function<bool()>& should_stop)
   only("/invocations", "POST");
 
   // ---- start: listen first, load in the background --------------------------------------------------
-  if (!svr.bind_to_port(o.host, o.port))
+  if (const int fd = take_listen_fd(o.host, o.port); fd >= 0) svr.adopt(fd);
+  else if (!svr.bind_to_port(o.host, o.port))
     fail("cannot listen on {}:{} (in use, or not permitted); choose another --port", o.host, o.port);
-  log::info("listening on http://{}:{} (model {}, {} HTTP threads, batches up to {} images, wait {} us)", o.host,
-            o.port, o.model_dir, o.http_threads, o.batch.max_batch, o.batch.max_wait.count());
+  log::info("listening on http://{}:{} (model {}, {} HTTP threads, {} inference worker{}, batches up to {} images, "
+            "wait {} us, timeout {} s, body limit {} MiB)",
+            o.host, o.port, o.model_dir, o.http_threads, o.batch.workers, o.batch.workers == 1 ? "" : "s",
+            o.batch.max_batch, o.batch.max_wait.count(), o.request_timeout_s, o.max_body >> 20);
   std::thread loader([&] {
     try {
       const auto t0 = Clock::now();

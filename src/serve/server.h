@@ -27,6 +27,10 @@ struct ServerOptions {
   int idle_timeout_s = 5;          // keep-alive connections idle this long are closed
   int default_top_k = 5, max_top_k = 100;
   int retry_after_s = 1;           // Retry-After of a 503 when the queue is full
+  int request_timeout_s = 60;      // an invocation not answered by then gets 504 (SageMaker waits 60 s)
+  // What GET /execution-parameters tells Batch Transform.
+  int max_concurrent_transforms = 0;               // 0 = http_threads
+  std::string batch_strategy = "MULTI_RECORD";
 };
 
 // Runs until `should_stop()` turns true (polled every 50 ms; SIGTERM), then stops accepting, finishes the

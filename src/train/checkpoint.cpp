@@ -128,8 +128,7 @@ Snapshot capture(const torch::nn::Module& model, const torch::optim::Optimizer& 
   return s;
 }
 
-void restore(const Snapshot& s, torch::nn::Module& model, torch::optim::Optimizer& opt,
-             const std::vector<at::Tensor>& params) {
+void restore_weights(const Snapshot& s, torch::nn::Module& model) {
   torch::NoGradGuard no_grad;
   std::map<std::string, at::Tensor> by_name(s.model.begin(), s.model.end());
   for (auto& [name, t] : model::state_dict(model)) {
@@ -139,6 +138,12 @@ void restore(const Snapshot& s, torch::nn::Module& model, torch::optim::Optimize
       fail("checkpoint tensor '{}' has a different shape than the model's (different depth or width?)", name);
     t.copy_(it->second);
   }
+}
+
+void restore(const Snapshot& s, torch::nn::Module& model, torch::optim::Optimizer& opt,
+             const std::vector<at::Tensor>& params) {
+  torch::NoGradGuard no_grad;
+  restore_weights(s, model);
   if (s.momentum.size() != params.size())
     fail("checkpoint has optimizer state for {} parameters, the model has {}", s.momentum.size(), params.size());
   auto& st = opt.state();
@@ -358,6 +363,18 @@ std::optional<std::pair<std::string, Snapshot>> Checkpointer::load_latest(const 
   std::string msg = fmt::format("none of the {} checkpoints in '{}' is valid (nothing was deleted):", all.size(), dir);
   for (const auto& p : problems) msg += "\n  " + p;
   throw Error(msg);
+}
+
+std::optional<std::pair<std::string, Snapshot>> Checkpointer::load_best(const std::string& dir) {
+  for (const auto& path : list(dir)) {
+    if (std::filesystem::path(path).filename().string().rfind("best-", 0) != 0) continue;
+    try {
+      return std::make_pair(path, load(path));
+    } catch (const Error& e) {
+      log::warn("skipping an unusable best checkpoint: {}", e.what());
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace cifar::train

@@ -61,6 +61,8 @@ struct Snapshot {
 Snapshot capture(const torch::nn::Module& model, const torch::optim::Optimizer& opt,
                  const std::vector<at::Tensor>& params, const TrainState& state, const nlohmann::json& config,
                  const std::string& reason);
+// Loads the weights and buffers only.
+void restore_weights(const Snapshot& s, torch::nn::Module& model);
 // Loads weights, momentum buffers (in each parameter's memory format) and RNG states.
 void restore(const Snapshot& s, torch::nn::Module& model, torch::optim::Optimizer& opt,
              const std::vector<at::Tensor>& params);
@@ -91,6 +93,8 @@ class Checkpointer {
   // directory holds no checkpoint; throws when it holds some but none is valid (deleting nothing).
   static std::optional<std::pair<std::string, Snapshot>> load_latest(const std::string& dir,
                                                                      std::vector<std::string>& problems);
+  // The newest valid best-* checkpoint (the weights with the best validation top-1), if any.
+  static std::optional<std::pair<std::string, Snapshot>> load_best(const std::string& dir);
 
  private:
   void write(const Snapshot& s, bool best);

@@ -48,4 +48,28 @@ std::string format_epoch_line(const EpochMetrics& m) {
   return s;
 }
 
+std::string format_test_line(double loss, double top1, double top5, double wall_seconds) {
+  return fmt::format("test_loss={:.4f}; test_top1={:.4f}; test_top5={:.4f}; wall_seconds={:.1f};", loss, top1, top5,
+                     wall_seconds);
+}
+
+const std::vector<MetricDefinition>& metric_definitions() {
+  // No key is a suffix of another (lr / min_lr, loss / train_loss): each regex starts at a key boundary.
+  static const std::vector<MetricDefinition> defs = [] {
+    const char* number = "([-+0-9.eE]+);";
+    std::vector<MetricDefinition> d = {{"epoch", "INFO  epoch=([0-9]+);"}, {"lr", std::string(" lr=") + number}};
+    for (const char* key : {"train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "epoch_seconds",
+                            "images_per_second", "test_loss", "test_top1", "test_top5", "wall_seconds"})
+      d.push_back({key, std::string(key) + "=" + number});
+    return d;
+  }();
+  return defs;
+}
+
+nlohmann::json metric_definitions_json() {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& d : metric_definitions()) j.push_back({{"Name", d.name}, {"Regex", d.regex}});
+  return j;
+}
+
 }  // namespace cifar::train

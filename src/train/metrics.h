@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -20,5 +21,17 @@ nlohmann::json to_json(const EpochMetrics& m);
 EpochMetrics epoch_metrics_from_json(const nlohmann::json& j);
 // The line printed for each epoch (documented in the README for CloudWatch metric definitions).
 std::string format_epoch_line(const EpochMetrics& m);
+// The line printed after the final test.
+std::string format_test_line(double loss, double top1, double top5, double wall_seconds);
+
+// A SageMaker MetricDefinition: CloudWatch reads `regex`'s first capture group from every log line.
+struct MetricDefinition {
+  std::string name, regex;
+};
+// The definitions that read the epoch and test lines above (train/val loss and accuracy, lr, images/s,
+// test top-1/top-5, ...): one per value, each anchored on its unambiguous `key=` and terminating ';'.
+const std::vector<MetricDefinition>& metric_definitions();
+// As the JSON list that CreateTrainingJob's AlgorithmSpecification.MetricDefinitions takes.
+nlohmann::json metric_definitions_json();
 
 }  // namespace cifar::train

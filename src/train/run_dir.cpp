@@ -10,8 +10,10 @@
 
 namespace cifar::train {
 
-RunDir::RunDir(std::string dir, bool overwrite, bool resuming) : dir_(std::move(dir)) {
+RunDir::RunDir(std::string dir, bool overwrite, bool resuming, std::string weights_dir)
+    : dir_(std::move(dir)), weights_dir_(weights_dir.empty() ? dir_ : std::move(weights_dir)) {
   fs::make_dirs(dir_);
+  fs::make_dirs(weights_dir_);
   if (resuming) return;
   for (const char* f : {"metrics.jsonl", "results.json"}) {
     const std::string p = file(f);
@@ -25,6 +27,8 @@ RunDir::RunDir(std::string dir, bool overwrite, bool resuming) : dir_(std::move(
 }
 
 std::string RunDir::file(const std::string& name) const { return (std::filesystem::path(dir_) / name).string(); }
+std::string RunDir::best_weights() const { return (std::filesystem::path(weights_dir_) / "best.pt").string(); }
+std::string RunDir::final_weights() const { return (std::filesystem::path(weights_dir_) / "final.pt").string(); }
 
 void RunDir::write_config(const Config& cfg) const {
   fs::write_atomic(file("config.yaml"), "# resolved configuration of this run (cifar100 train --config " +

@@ -19,7 +19,9 @@ namespace cifar::train {
 class RunDir {
  public:
   // Creates the directory. Refuses one that already holds a run unless `overwrite` or `resuming`.
-  RunDir(std::string dir, bool overwrite, bool resuming);
+  // best.pt and final.pt go to `weights_dir` ("" = the run directory; SageMaker keeps them out of
+  // output/data, whose every byte is uploaded).
+  RunDir(std::string dir, bool overwrite, bool resuming, std::string weights_dir = "");
   const std::string& dir() const { return dir_; }
   std::string file(const std::string& name) const;
   void write_config(const Config& cfg) const;
@@ -27,11 +29,11 @@ class RunDir {
   // Replaces metrics.jsonl with these lines (resume: the checkpoint's history is the truth).
   void rewrite_metrics(const std::vector<nlohmann::json>& epochs) const;
   void write_results(const nlohmann::json& results) const;
-  std::string best_weights() const { return file("best.pt"); }
-  std::string final_weights() const { return file("final.pt"); }
+  std::string best_weights() const;
+  std::string final_weights() const;
 
  private:
-  std::string dir_;
+  std::string dir_, weights_dir_;
 };
 
 }  // namespace cifar::train

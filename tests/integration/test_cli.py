@@ -1,6 +1,7 @@
 """The command line: help on every command, usage errors on stderr with exit 2, configuration errors that
 name the key, data errors that name the file and record (exit 1)."""
 import glob
+import json
 import os
 import re
 import sys
@@ -13,14 +14,14 @@ from harness import BIN, SOURCE, TempDirTest, run  # noqa: E402
 class Help(TempDirTest):
     def test_help_on_every_command(self):
         for args in (["--help"], ["train", "--help"], ["eval", "--help"], ["predict", "--help"], ["export", "--help"],
-                     ["serve", "--help"],
+                     ["serve", "--help"], ["sagemaker", "--help"], ["sagemaker", "metric-definitions", "--help"],
                      ["data", "--help"],
                      ["data", "download", "--help"], ["data", "verify", "--help"], ["data", "info", "--help"]):
             r = run(args)
             self.assertOk(r)
             self.assertIn("Usage:", r.stdout, args)
         r = run(["--help"])
-        for cmd in ("train", "eval", "predict", "export", "serve", "data"):
+        for cmd in ("train", "eval", "predict", "export", "serve", "data", "sagemaker"):
             self.assertIn(cmd, r.stdout)
 
     def test_version(self):
@@ -50,6 +51,7 @@ class UsageErrors(TempDirTest):
 
     def test_no_command(self):
         self.check_usage_error([], "Usage:")
+        self.check_usage_error(["sagemaker"], "Usage:")
 
     def test_unknown_option(self):
         self.check_usage_error(["train", "--epochz", "3"], "--epochz", "Usage: cifar100 train")
@@ -146,6 +148,18 @@ class Presets(TempDirTest):
             width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
             self.assertEqual((width, height), (3 * 100 + 4, 2 * 110 + 4), cfg)  # 3x2 cells of 96+4 by 96+10+4
 
+    def test_presets_by_name(self):
+        """--config takes a preset's name (found beside the binary, as in the image's /opt/cifar100/configs)."""
+        data = self.fake_data(train=200, test=50)
+        for name in ("quick-cpu", "wrn28-10.yaml"):
+            r = run(["data", "preview", "--config", name, "--data-dir", data, "--count", "2", "--set", "val_size=100",
+                     "--out", os.path.join(self.tmp, name + ".png")])
+            self.assertOk(r)
+        r = run(["train", "--config", "quick-gpu"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("config 'quick-gpu' is neither a file nor a preset (presets: ", r.stderr)
+        self.assertIn("quick-cpu", r.stderr)
+
     def test_bad_pipelines_fail_at_start_naming_the_key(self):
         for spec, fragment in (("random_crop; hflop", "unknown transform 'hflop'"),
                                ("rotate(angle=3)", "has no parameter 'angle'"),
@@ -174,11 +188,21 @@ class Docs(TempDirTest):
         for k in keys:
             self.assertTrue(f"`{k}`" in readme, f"config key {k} is not in README.md")
         for cmd in (["train"], ["eval"], ["predict"], ["export"], ["serve"], ["data", "download"], ["data", "verify"],
-                    ["data", "info"], ["data", "preview"]):
+                    ["data", "info"], ["data", "preview"], ["sagemaker", "metric-definitions"]):
             r = run(cmd + ["--help"])
             for opt in re.findall(r"(--[a-z][a-z-]+)", r.stdout):
                 if opt != "--help":
                     self.assertTrue(opt in readme, f"{' '.join(cmd)} {opt} is not in README.md")
+
+
+    def test_readme_metric_definitions_are_the_programs(self):
+        with open(os.path.join(SOURCE, "README.md")) as f:
+            readme = f.read()
+        block = re.search(r"SageMaker `MetricDefinitions`.*?```json\n(.*?)```", readme, re.S)
+        self.assertIsNotNone(block, "README has no MetricDefinitions block")
+        r = run(["sagemaker", "metric-definitions", "--compact"])
+        self.assertOk(r)
+        self.assertEqual(json.loads(block.group(1)), json.loads(r.stdout))
 
 
 class Terminal(TempDirTest):

@@ -42,12 +42,13 @@ def npy_bytes(arr):
 
 
 class Server:
-    def __init__(self, model, *extra):
+    def __init__(self, model, *extra, env=None):
         self.port = free_port()
-        env = dict(os.environ)
+        env = dict(os.environ, **(env or {}))
         env.pop("SAGEMAKER_BIND_TO_PORT", None)
-        self.proc = subprocess.Popen([BIN, "serve", "--model", model, "--port", str(self.port), "--host", "127.0.0.1",
-                                      "--threads", "2"] + list(extra),
+        model_args = ["--model", model] if model else []  # None: the default ($SAGEMAKER_BASE_DIR/model, ...)
+        self.proc = subprocess.Popen([BIN, "serve"] + model_args + ["--port", str(self.port), "--host", "127.0.0.1",
+                                                                    "--threads", "2"] + list(extra),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.lines = []
         self.reader = threading.Thread(target=self._read, daemon=True)
