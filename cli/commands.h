@@ -50,8 +50,16 @@ struct RuntimeArgs {
 };
 void add_runtime_args(CLI::App* app, RuntimeArgs& a, bool with_batch_size = true);
 ConfigArgs with_runtime_args(ConfigArgs c, const RuntimeArgs& r);
-// A model artifact directory given as itself or as a run directory holding one in model/.
+// A model artifact directory given as itself, as a run directory holding one in model/, as a model.tar.gz
+// (SageMaker's packing), or as any of these at an s3:// address (fetched into the cache).
 std::string find_model_dir(const std::string& path);
+// Stores the artifact directory `dir` at `address`: a directory or s3:// prefix (config.json last), or a
+// model.tar.gz when the address ends with .tar.gz.
+void publish_artifact(const std::string& dir, const std::string& address);
+// The data set directory to read (an s3:// data_dir fetched into the cache), without extracting anything.
+std::string local_data_dir(const Config& cfg);
+// The data set directory, ready to read: s3:// sources fetched, the archive extracted or downloaded as needed.
+std::string prepare_dataset(const Config& cfg, bool force = false);
 
 // Prints every config key with its default, environment variable and help.
 void print_config_help();

@@ -1,10 +1,14 @@
-// `cifar100 data download|verify|info`: get the data set, check it, describe it.
+// `cifar100 data download|verify|info|preview|upload`: get the data set, check it, describe it, show the
+// augmentation, put it into a bucket.
+#include <algorithm>
 #include <array>
+#include <filesystem>
 #include <cmath>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cloud/storage.h"
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/hash.h"
@@ -26,18 +30,18 @@ struct DataArgs {
   std::string preview_out = "augment-preview.png";
   int count = 64, columns = 8, scale = 3;
   int64_t epoch = 0;
+  std::string target;  // data upload
 };
 
 int run_download(const DataArgs& a) {
   Config cfg = resolve(a.cfg);
   if (!a.url.empty()) cfg.set("data_url", a.url, Source::CommandLine, "--url");
-  data::FetchOptions o = data::fetch_options(cfg);
-  o.force = a.force;
-  if (data::dataset_present(o.data_dir) && !o.force) {
-    log::info("data set already present in {} (use --force to fetch it again)", o.data_dir);
+  const std::string dir = local_data_dir(cfg);
+  if (data::dataset_present(dir) && !a.force) {
+    log::info("data set already present in {} (use --force to fetch it again)", dir);
     return 0;
   }
-  data::ensure_dataset(o);
+  prepare_dataset(cfg, a.force);
   return 0;
 }
 
@@ -71,7 +75,7 @@ SplitSummary summarize(const data::Split& s) {
 
 int run_verify(const DataArgs& a) {
   const Config cfg = resolve(a.cfg);
-  const std::string dir = data::resolve_data_dir(cfg);
+  const std::string dir = local_data_dir(cfg);
   const data::Dataset ds = data::read_dataset(dir);  // validates every record and label file
   int problems = 0;
   auto check = [&](const data::Split& s, int64_t expected, int64_t per_class) {
@@ -107,7 +111,7 @@ int run_verify(const DataArgs& a) {
 
 int run_info(const DataArgs& a) {
   const Config cfg = resolve(a.cfg);
-  const std::string dir = data::resolve_data_dir(cfg);
+  const std::string dir = local_data_dir(cfg);
   const data::Dataset ds = data::read_dataset(dir);
   nlohmann::json j = {{"dir", dir}};
   for (const auto* s : {&ds.train, &ds.test}) {
@@ -125,12 +129,16 @@ int run_info(const DataArgs& a) {
   std::printf(", ...), %zu coarse\n", ds.coarse_names.size());
   j["fine_label_names"] = ds.fine_names;
   j["coarse_label_names"] = ds.coarse_names;
-  if (!a.json.empty()) fs::write_atomic(a.json, j.dump(2) + "\n");
+  if (!a.json.empty()) {
+    cloud::Output out(a.json, /*directory=*/false);
+    fs::write_atomic(out.path(), j.dump(2) + "\n");
+    out.commit();
+  }
   return 0;
 }
 int run_preview(const DataArgs& a) {
   const Config cfg = resolve(a.cfg);
-  const data::Dataset ds = data::read_dataset(data::ensure_dataset(data::fetch_options(cfg)));
+  const data::Dataset ds = data::read_dataset(prepare_dataset(cfg));
   const auto seed = static_cast<uint64_t>(cfg.i("seed"));
   data::TrainValSplit split = data::stratified_split(ds.train.fine, cfg.i("val_size"), seed);
   data::limit_train(split, cfg.i("train_limit"));
@@ -142,17 +150,50 @@ int run_preview(const DataArgs& a) {
   po.scale = a.scale;
   po.seed = seed;
   po.epoch = a.epoch;
-  const auto [w, h] = data::write_preview(a.preview_out, ds.train, indices, ds.fine_names, pipeline, po);
+  cloud::Output out(a.preview_out, /*directory=*/false);
+  const auto [w, h] = data::write_preview(out.path(), ds.train, indices, ds.fine_names, pipeline, po);
+  out.commit();
   log::info("wrote {} ({}x{} pixels): the first {} training images as epoch {} augments them", a.preview_out, w, h, n,
             a.epoch + 1);
   log::info("pipeline: {}", pipeline.to_string());
+  return 0;
+}
+// The data set under `target` in the layout SageMaker's training channels take: target/train/ (train.bin and
+// the label files) and target/test/ (test.bin and the label files). `data_dir=TARGET` reads it back too.
+int run_upload(const DataArgs& a) {
+  const Config cfg = resolve(a.cfg);
+  const std::string dir = prepare_dataset(cfg);
+  const data::Dataset ds = data::read_dataset(dir);  // only a valid data set is uploaded
+  const data::DataFiles f = data::data_files(dir);
+  cloud::Storage& st = cloud::storage_for(a.target);
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"train/train.bin", f.train},         {"train/fine_label_names.txt", f.fine_names},
+      {"train/coarse_label_names.txt", f.coarse_names}, {"test/test.bin", f.test},
+      {"test/fine_label_names.txt", f.fine_names},      {"test/coarse_label_names.txt", f.coarse_names}};
+  for (const auto& [rel, path] : files) {
+    const std::string dest = cloud::join(a.target, rel);
+    const cloud::Entry there = st.stat(dest);
+    std::string etag = there.version;
+    etag.erase(std::remove(etag.begin(), etag.end(), '"'), etag.end());
+    if (!a.force && !there.name.empty() && there.size == static_cast<int64_t>(std::filesystem::file_size(path)) &&
+        etag == hash::md5_file(path)) {
+      log::info("{} is already there (same MD5)", dest);
+      continue;
+    }
+    cloud::publish_file(path, dest);
+    log::info("uploaded {} ({:.1f} MB)", dest, static_cast<double>(std::filesystem::file_size(path)) / 1e6);
+  }
+  log::info("data set ({} training, {} test images) at {}: SageMaker channels 'train' = {} and 'test' = {}; "
+            "data_dir={} reads it too",
+            ds.train.size(), ds.test.size(), a.target, cloud::join(a.target, "train/"), cloud::join(a.target, "test/"),
+            a.target);
   return 0;
 }
 }  // namespace
 
 Runner add_data(CLI::App& root) {
   auto a = std::make_shared<DataArgs>();
-  CLI::App* sub = root.add_subcommand("data", "download, verify or describe the CIFAR-100 data set");
+  CLI::App* sub = root.add_subcommand("data", "download, verify, describe or upload the CIFAR-100 data set");
   sub->require_subcommand(1);
   CLI::App* dl = sub->add_subcommand("download", "fetch (or extract a local archive) into the data directory");
   add_config_args(dl, a->cfg, "", false);
@@ -172,7 +213,13 @@ Runner add_data(CLI::App& root) {
   pv->add_option("--scale", a->scale, "pixels per image pixel (default 3)")->check(CLI::Range(1, 16));
   pv->add_option("--epoch", a->epoch, "0-based epoch whose augmentation draws to show (default 0)")
       ->check(CLI::NonNegativeNumber);
-  return [a, dl, vf, in, pv]() -> int {
+  CLI::App* up = sub->add_subcommand("upload", "put the data set into a directory or s3:// prefix, in the layout of "
+                                               "SageMaker's train and test channels");
+  add_config_args(up, a->cfg, "", false);
+  up->add_option("target", a->target, "s3://bucket/prefix (or a directory)")->required();
+  up->add_flag("--force", a->force, "upload files even when the same content is already there");
+  return [a, dl, vf, in, pv, up]() -> int {
+    if (up->parsed()) return run_upload(*a);
     if (pv->parsed()) return run_preview(*a);
     if (dl->parsed()) return run_download(*a);
     if (vf->parsed()) return run_verify(*a);

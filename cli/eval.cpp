@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cloud/storage.h"
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/log.h"
@@ -49,7 +50,7 @@ int run_eval(const EvalArgs& a) {
   log::info("model {} ({}), loaded in {:.2f} s", dir, engine.describe(),
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count());
 
-  const data::Dataset ds = data::read_dataset(data::ensure_dataset(data::fetch_options(cfg)));
+  const data::Dataset ds = data::read_dataset(prepare_dataset(cfg));
   const data::Split* split = &ds.test;
   std::vector<int64_t> indices;
   if (a.split == "val") {
@@ -104,11 +105,15 @@ int run_eval(const EvalArgs& a) {
   j["engine"] = engine.describe();
   j["seconds"] = seconds;
   if (!a.json.empty()) {
-    fs::write_atomic(a.json, j.dump(2) + "\n");
+    cloud::Output out(a.json, /*directory=*/false);
+    fs::write_atomic(out.path(), j.dump(2) + "\n");
+    out.commit();
     log::info("metrics written to {}", a.json);
   }
   if (!a.report_dir.empty()) {
-    eval::write_report_dir(a.report_dir, r, j, art.info.class_names);
+    cloud::Output out(a.report_dir, /*directory=*/true);
+    eval::write_report_dir(out.path(), r, j, art.info.class_names);
+    out.commit({"metrics.json"});
     log::info("report written to {} (metrics.json, confusion.csv, per_class.csv, confusion.png)", a.report_dir);
   }
   return 0;
@@ -119,12 +124,12 @@ Runner add_eval(CLI::App& root) {
   auto a = std::make_shared<EvalArgs>();
   CLI::App* sub = root.add_subcommand("eval", "evaluate a model artifact: top-1/5, loss, superclasses, per class, "
                                               "confusion matrix, calibration");
-  sub->add_option("--model,-m", a->model, "model artifact directory, or a run directory (uses its model/)")->required();
+  sub->add_option("--model,-m", a->model, "model artifact directory, a run directory (uses its model/), a model.tar.gz, or any of these at s3://")->required();
   sub->add_option("--split", a->split, "test, or val (the validation split of the training run)")
       ->check(CLI::IsMember({"test", "val"}));
-  sub->add_option("--json", a->json, "write every metric, per-class accuracy and the confusion matrix to this JSON file");
+  sub->add_option("--json", a->json, "write every metric, per-class accuracy and the confusion matrix to this JSON file (a path or s3://)");
   sub->add_option("--report-dir", a->report_dir,
-                  "write metrics.json, confusion.csv, per_class.csv and confusion.png (a heat map) into this directory");
+                  "write metrics.json, confusion.csv, per_class.csv and confusion.png (a heat map) into this directory (or s3:// prefix)");
   sub->add_option("--tta", a->tta, "test-time augmentation: none, or flip (average with the mirror image)")
       ->check(CLI::IsMember({"none", "flip"}));
   sub->add_flag("--no-fold", a->no_fold, "run the network as trained, without folding batch norm (for comparison)");

@@ -5,7 +5,12 @@
 #include "cli/commands.h"
 #include <filesystem>
 
+#include "cloud/storage.h"
 #include "common/error.h"
+#include "common/fsutil.h"
+#include "common/hash.h"
+#include "data/cifar.h"
+#include "data/fetch.h"
 #include "common/log.h"
 #include "model/artifact.h"
 #include "data/transforms.h"
@@ -55,6 +60,7 @@ std::vector<std::string> preset_dirs() {
 
 std::string find_config_file(const std::string& name) {
   namespace stdfs = std::filesystem;
+  if (cloud::is_remote(name)) return cloud::localize_file(name);
   if (stdfs::is_regular_file(name)) return name;
   const bool looks_like_path = name.find('/') != std::string::npos;
   if (!looks_like_path) {
@@ -97,6 +103,34 @@ ConfigArgs with_runtime_args(ConfigArgs c, const RuntimeArgs& r) {
 
 std::string find_model_dir(const std::string& path) {
   namespace stdfs = std::filesystem;
+  const bool tar = path.size() > 7 && path.compare(path.size() - 7, 7, ".tar.gz") == 0;
+  if (tar) {
+    // Unpacked next to the cached download (or into the cache for a local archive), again when it changed.
+    const std::string archive = cloud::localize_file(path);
+    const std::string id =
+        stdfs::absolute(archive).string() + " " + std::to_string(stdfs::last_write_time(archive).time_since_epoch().count());
+    const std::string dir = (stdfs::path(fs::default_cache_dir()) / "models" / hash::sha256(id.data(), id.size())).string();
+    if (!model::is_artifact_dir(dir)) {
+      std::error_code ec;
+      stdfs::remove_all(dir + ".tmp", ec);
+      cloud::extract_tar_gz(archive, dir + ".tmp");
+      stdfs::remove_all(dir, ec);
+      stdfs::rename(dir + ".tmp", dir);
+    }
+    if (!model::is_artifact_dir(dir)) fail("'{}' does not hold a model artifact (config.json + model.safetensors)", path);
+    return dir;
+  }
+  if (cloud::is_remote(path)) {
+    const std::vector<std::string> files = {"config.json", "model.safetensors"};
+    for (const std::string& prefix : {path, cloud::join(path, "model")}) {
+      const auto listed = cloud::storage_for(prefix).list(prefix);
+      const bool here = std::count_if(listed.begin(), listed.end(), [](const cloud::Entry& e) {
+                          return e.name == "config.json" || e.name == "model.safetensors";
+                        }) == 2;
+      if (here) return cloud::localize_dir(prefix, files);
+    }
+    fail("{} holds no model artifact (config.json + model.safetensors), neither directly nor in model/", path);
+  }
   if (model::is_artifact_dir(path)) return path;
   const std::string sub = (stdfs::path(path) / "model").string();
   if (model::is_artifact_dir(sub)) return sub;
@@ -104,6 +138,31 @@ std::string find_model_dir(const std::string& path) {
   fail("'{}' is not a model artifact (config.json + model.safetensors) nor a run directory with one in model/; "
        "`cifar100 export --checkpoint CKPT --out DIR` makes one from a checkpoint",
        path);
+}
+
+void publish_artifact(const std::string& dir, const std::string& address) {
+  const bool tar = address.size() > 7 && address.compare(address.size() - 7, 7, ".tar.gz") == 0;
+  if (!tar) return cloud::publish_dir(dir, address, {"model.safetensors", "model.pt", "config.json"});
+  cloud::Output out(address, /*directory=*/false);
+  cloud::write_tar_gz(dir, out.path());
+  out.commit();
+}
+
+std::string local_data_dir(const Config& cfg) {
+  const std::string dir = data::resolve_data_dir(cfg);
+  if (!cloud::is_remote(dir)) return dir;
+  const data::DataFiles f = data::data_files("");
+  std::vector<std::string> names;
+  for (const auto& n : {f.train, f.test, f.fine_names, f.coarse_names}) names.push_back(std::filesystem::path(n).filename());
+  return cloud::localize_dir(dir, names);
+}
+
+std::string prepare_dataset(const Config& cfg, bool force) {
+  data::FetchOptions o = data::fetch_options(cfg);
+  o.force = force;
+  o.data_dir = local_data_dir(cfg);
+  if (!o.archive.empty() && !(data::dataset_present(o.data_dir) && !force)) o.archive = cloud::localize_file(o.archive);
+  return data::ensure_dataset(o);
 }
 
 void print_config_help() {

@@ -135,7 +135,7 @@ Runner add_predict(CLI::App& root) {
   auto a = std::make_shared<PredictArgs>();
   CLI::App* sub = root.add_subcommand(
       "predict", "top-k classes of PNG/JPEG images (any size: centre square crop, antialiased bilinear resize to 32x32)");
-  sub->add_option("--model,-m", a->model, "model artifact directory, or a run directory (uses its model/)")
+  sub->add_option("--model,-m", a->model, "model artifact directory, a run directory (uses its model/), a model.tar.gz, or any of these at s3://")
       ->capture_default_str();
   sub->add_option("--top-k,-k", a->top_k, "classes to show per image")->check(CLI::Range(1, 100))->capture_default_str();
   sub->add_flag("--json", a->json, "print JSON (per image: file, size, top-k with names and probabilities, or error)");

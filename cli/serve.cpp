@@ -69,7 +69,7 @@ Runner add_serve(CLI::App& root) {
                                                "/invocations, /execution-parameters; plus /metrics and a web page)");
   o.model_dir.clear();
   sub->add_option("--model,-m", o.model_dir,
-                  "model artifact directory, or a run directory (uses its model/); default $SM_MODEL_DIR, else "
+                  "model artifact directory, a run directory (uses its model/), a model.tar.gz, or any of these at s3://; default $SM_MODEL_DIR, else "
                   "$SAGEMAKER_BASE_DIR/model, else /opt/ml/model");
   sub->add_option("--port,-p", a->port, "TCP port (default $SAGEMAKER_BIND_TO_PORT, else 8080)")->check(CLI::Range(1, 65535));
   sub->add_option("--host", o.host, "address to listen on")->capture_default_str();

@@ -137,11 +137,15 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm) {
   const std::string ckpt_dir = cfg.s("checkpoint_dir").empty() ? (stdfs::path(out) / "checkpoints").string()
                                                                : cfg.s("checkpoint_dir");
   const std::string model_dir = sm && a.out.empty() ? sm->env.model_dir : (stdfs::path(out) / "model").string();
+  const std::string& mirror = cfg.s("checkpoint_mirror");
+  if (!mirror.empty() && cfg.s("resume") == "auto" && train::Checkpointer::pull_mirror(mirror, ckpt_dir) > 0)
+    log::info("no local checkpoint in {}: continuing from the mirror {}", ckpt_dir, mirror);
   const auto resume = find_resume_point(cfg, ckpt_dir, a.overwrite);
   if (resume) train::check_resume_config(cfg, resume->second.config, resume->first, a.allow_config_change);
   const train::RunDir run(out, a.overwrite, resume.has_value(),
                           sm && a.out.empty() ? (stdfs::path(sm->scratch) / "weights").string() : "");
   train::Checkpointer checkpointer(ckpt_dir, cfg.i("checkpoint_keep"));
+  checkpointer.set_mirror(mirror);
   run.write_config(cfg);
   log_config(cfg);
   const model::Runtime rt = model::setup_runtime(cfg);
@@ -149,7 +153,7 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm) {
   if (resume) log::info("resuming from checkpoint {}", resume->first);
 
   // 2. Data: extract or download if needed, read and validate, carve the validation split.
-  const data::Dataset ds = data::read_dataset(data::ensure_dataset(data::fetch_options(cfg)));
+  const data::Dataset ds = data::read_dataset(prepare_dataset(cfg));
   const auto seed = static_cast<uint64_t>(cfg.i("seed"));
   data::TrainValSplit split = data::stratified_split(ds.train.fine, cfg.i("val_size"), seed);
   data::limit_train(split, cfg.i("train_limit"));
@@ -216,6 +220,10 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm) {
   eval::write_report_dir(run.file("report"), report, report_json, info.class_names);
   run.write_results(results);
   model::write_artifact(model_dir, *net, info);
+  if (const std::string& to = cfg.s("model_out"); !to.empty()) {
+    publish_artifact(model_dir, to);
+    log::info("model artifact stored at {}", to);
+  }
   log::info("{}", train::format_test_line(test.loss, test.top1, test.top5, wall));
   if (!split.val.empty())
     log::info("tested the weights of epoch {} (best validation top-1 {:.4f})", fit.best_epoch, fit.best_val_top1);

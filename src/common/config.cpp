@@ -69,10 +69,11 @@ const std::vector<OptionSpec>& option_table() {
       {"drop_last", OptType::Bool, "true", "drop the last incomplete training batch of each epoch", "data", "", {},
        -kBig, kBig},
       {"data_dir", OptType::String, "",
-       "directory holding the extracted data set (train.bin, test.bin, label names); default "
-       "$XDG_CACHE_HOME/cifar100/cifar-100-binary",
+       "directory holding the extracted data set (train.bin, test.bin, label names), or an s3:// prefix holding "
+       "them (as `data upload` writes it); default $XDG_CACHE_HOME/cifar100/cifar-100-binary",
        "data", "CIFAR100_DATA_DIR"},
-      {"archive", OptType::String, "", "local copy of cifar-100-binary.tar.gz to extract instead of downloading",
+      {"archive", OptType::String, "",
+       "cifar-100-binary.tar.gz (a path or an s3:// address) to extract instead of downloading",
        "data", "CIFAR100_ARCHIVE"},
       {"archive_md5", OptType::String, "",
        "expected MD5 of the local archive; empty = accept it with a warning if it is not the official one", "data",
@@ -85,6 +86,10 @@ const std::vector<OptionSpec>& option_table() {
       {"checkpoint_dir", OptType::String, "",
        "where checkpoints go; default OUT/checkpoints (SageMaker: /opt/ml/checkpoints)", "checkpoint",
        "CIFAR100_CHECKPOINT_DIR"},
+      {"checkpoint_mirror", OptType::String, "",
+       "also copy every complete checkpoint here (a directory or s3://bucket/prefix) and resume from it when the "
+       "checkpoint directory is empty; \"\" = off",
+       "checkpoint", "CIFAR100_CHECKPOINT_MIRROR"},
       {"checkpoint_every_epochs", OptType::Int, "10", "write a checkpoint every N epochs; 0 = only at the end",
        "checkpoint", "", {}, 0, 1e6},
       {"checkpoint_every_minutes", OptType::Float, "0",
@@ -92,6 +97,10 @@ const std::vector<OptionSpec>& option_table() {
        "checkpoint", "", {}, 0, 1e6},
       {"checkpoint_keep", OptType::Int, "2", "periodic checkpoints kept (newest first), besides the best one",
        "checkpoint", "", {}, 1, 1000},
+      {"model_out", OptType::String, "",
+       "also store the model artifact here: a directory, a model.tar.gz, or either at an s3:// address; \"\" = only "
+       "OUT/model",
+       "checkpoint", "CIFAR100_MODEL_OUT"},
       {"resume", OptType::String, "auto",
        "auto (continue from the newest valid checkpoint if there is one), none (start afresh), or a checkpoint path",
        "checkpoint", "CIFAR100_RESUME"},
@@ -131,7 +140,7 @@ ResumeRule resume_rule(const std::string& key) {
   static const std::set<std::string> free = {
       "data_dir", "archive", "archive_md5", "data_url", "download_md5", "download_bytes", "device", "threads",
       "workers", "prefetch", "eval_batch_size", "log_interval", "checkpoint_dir", "checkpoint_every_epochs",
-      "checkpoint_every_minutes", "checkpoint_keep", "resume", "caching_allocator"};
+      "checkpoint_every_minutes", "checkpoint_keep", "resume", "caching_allocator", "checkpoint_mirror", "model_out"};
   if (must.count(key)) return ResumeRule::MustMatch;
   if (free.count(key)) return ResumeRule::Free;
   return ResumeRule::Warn;

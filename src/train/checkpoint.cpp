@@ -9,8 +9,10 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 
+#include "cloud/storage.h"
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/hash.h"
@@ -241,21 +243,74 @@ void Checkpointer::write(const Snapshot& s, bool best) {
     remove_quietly(tmp);
     fail("checkpoint '{}' was not written: {}; older checkpoints are untouched", final_path, e.what());
   }
-  prune(best);
+  const std::vector<std::string> pruned = prune(best);
   last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   log::info("checkpoint {} written ({}, epoch {}, batch {}, step {}, {:.2f} s)", final_path, s.reason,
             s.state.epoch + 1, s.state.batch, s.state.step, last_seconds_.load());
+  if (!mirror_.empty()) mirror(name, pruned);
 }
 
-void Checkpointer::prune(bool best) {
+void Checkpointer::mirror(const std::string& name, const std::vector<std::string>& pruned) {
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    cloud::publish_dir((stdfs::path(dir_) / name).string(), cloud::join(mirror_, name), {kState, kMeta, kSums});
+    for (const auto& old : pruned) {
+      cloud::Storage& st = cloud::storage_for(mirror_);
+      for (const char* f : {kSums, kMeta, kState}) st.remove(cloud::join(cloud::join(mirror_, old), f));
+    }
+    log::info("checkpoint {} mirrored to {} ({:.2f} s)", name, cloud::join(mirror_, name),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  } catch (const std::exception& e) {
+    log::warn("checkpoint {} was not mirrored to {}: {}; the local copy is complete, training goes on", name, mirror_,
+              e.what());
+  }
+}
+
+int Checkpointer::pull_mirror(const std::string& mirror, const std::string& dir) {
+  if (!list(dir).empty()) return 0;
+  cloud::Storage& st = cloud::storage_for(mirror);
+  std::map<std::string, std::set<std::string>> files;  // checkpoint name -> its files in the mirror
+  for (const auto& e : st.list(mirror)) {
+    const auto slash = e.name.find('/');
+    if (slash != std::string::npos) files[e.name.substr(0, slash)].insert(e.name.substr(slash + 1));
+  }
+  std::vector<std::pair<int64_t, std::string>> complete;
+  for (const auto& [name, have] : files)
+    if (step_of(name) >= 0 && have.count(kSums) && have.count(kMeta) && have.count(kState))
+      complete.emplace_back(step_of(name), name);
+  std::sort(complete.rbegin(), complete.rend());
+  int pulled = 0;
+  for (const char* kind : {"ckpt-", "best-"}) {
+    auto it = std::find_if(complete.begin(), complete.end(), [&](const auto& c) { return c.second.rfind(kind, 0) == 0; });
+    if (it == complete.end()) continue;
+    const std::string tmp = (stdfs::path(dir) / (".tmp-" + it->second)).string();
+    remove_quietly(tmp);
+    fs::make_dirs(tmp);
+    for (const char* f : {kState, kMeta, kSums})
+      st.get(cloud::join(cloud::join(mirror, it->second), f), (stdfs::path(tmp) / f).string());
+    std::error_code ec;
+    stdfs::rename(tmp, stdfs::path(dir) / it->second, ec);
+    if (ec) fail("cannot move '{}' into place: {}", tmp, ec.message());
+    log::info("checkpoint {} copied from the mirror {}", it->second, mirror);
+    ++pulled;
+  }
+  return pulled;
+}
+
+std::vector<std::string> Checkpointer::prune(bool best) {
   // Keep the newest `keep` periodic checkpoints and the newest best one.
   int64_t kept = 0;
+  std::vector<std::string> removed;
   for (const auto& path : list(dir_)) {
     const std::string name = stdfs::path(path).filename().string();
     const bool is_best = name.rfind("best-", 0) == 0;
     if (is_best != best) continue;
-    if (++kept > (best ? 1 : keep_)) remove_quietly(path);
+    if (++kept > (best ? 1 : keep_)) {
+      remove_quietly(path);
+      removed.push_back(name);
+    }
   }
+  return removed;
 }
 
 std::string Checkpointer::save(const Snapshot& s, bool best) {

@@ -76,6 +76,10 @@ class Checkpointer {
   Checkpointer& operator=(const Checkpointer&) = delete;
 
   const std::string& dir() const { return dir_; }
+  // Also copies every checkpoint, once complete, to `address` (a directory or s3:// prefix; "" = off):
+  // its files with SHA256SUMS, the manifest, last; pruned checkpoints are removed there too (manifest
+  // first). A failed copy is logged and training goes on.
+  void set_mirror(std::string address) { mirror_ = std::move(address); }
   // Writes in the background after the previous write finished. A failed write is logged and returned
   // by the next wait(); older checkpoints are never touched by a failed write.
   void save_async(Snapshot s, bool best);
@@ -93,14 +97,19 @@ class Checkpointer {
   // directory holds no checkpoint; throws when it holds some but none is valid (deleting nothing).
   static std::optional<std::pair<std::string, Snapshot>> load_latest(const std::string& dir,
                                                                      std::vector<std::string>& problems);
+  // When `dir` holds no checkpoint: copies the newest complete periodic and best checkpoints of the mirror
+  // (those whose manifest is there) into it. Returns how many were copied.
+  static int pull_mirror(const std::string& mirror, const std::string& dir);
   // The newest valid best-* checkpoint (the weights with the best validation top-1), if any.
   static std::optional<std::pair<std::string, Snapshot>> load_best(const std::string& dir);
 
  private:
   void write(const Snapshot& s, bool best);
-  void prune(bool best);
+  // Removes checkpoints beyond the ones kept; returns their names.
+  std::vector<std::string> prune(bool best);
+  void mirror(const std::string& name, const std::vector<std::string>& pruned);
 
-  std::string dir_;
+  std::string dir_, mirror_;
   int64_t keep_;
   int lock_fd_ = -1;
   std::thread worker_;
