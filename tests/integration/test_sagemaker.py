@@ -133,6 +133,31 @@ class Training(Layout):
         self.assertTrue(os.path.exists(os.path.join(elsewhere, "model", "model.safetensors")))
         self.assertTrue(os.path.exists(os.path.join(elsewhere, "data", "results.json")))
 
+    def test_hyperparameters_command_round_trips_through_a_job(self):
+        r = run(["sagemaker", "hyperparameters", "--config", "quick-cpu", "--set", "depth=10", "--set", "width=1",
+                 "--set", "epochs=1", "--set", "val_size=200", "--set", "batch_size=32",
+                 "--set", f"data_dir={self.tmp}/local", "--compact"])
+        self.assertOk(r)
+        hps = json.loads(r.stdout)
+        self.assertTrue(all(isinstance(v, str) for v in hps.values()))
+        self.assertEqual((hps["depth"], hps["epochs"], hps["lr_reference_batch"]), ("10", "1", "128"))
+        self.assertNotIn("data_dir", hps)  # a local path means nothing inside the job
+        self.assertIn("leaving out data_dir", r.stderr)
+        base = self.layout(hps=hps)
+        self.assertOk(self.train(base))
+        cfg = read_json(os.path.join(base, "model", "config.json"))["training"]["config"]
+        for k, v in hps.items():  # the job resolved every hyperparameter to the value it names
+            got = cfg[k]
+            if isinstance(got, bool):
+                self.assertEqual(str(got).lower(), v, k)
+            elif isinstance(got, (int, float)):
+                self.assertEqual(float(got), float(v), k)
+            else:
+                self.assertEqual(got, v, k)
+        r = run(["sagemaker", "hyperparameters", "--set", "epoch=3"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("did you mean 'epochs'", r.stderr)
+
     def test_sagemaker_off_ignores_the_layout(self):
         base = self.layout(hps={"epoch": "1"})
         r = self.train(base, "--sagemaker", "off", "--data-dir", self.fake_data(name="d", train=600, test=100),
