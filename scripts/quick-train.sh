@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 ./scripts/setup-debian.sh
 ./scripts/build.sh
 if [ -z "${CIFAR100_ARCHIVE:-}" ] && [ -f ../shared/data/cifar-100-binary.tar.gz ]; then
-  export CIFAR100_ARCHIVE="$(cd ../shared/data && pwd)/cifar-100-binary.tar.gz"
+  CIFAR100_ARCHIVE="$(cd ../shared/data && pwd)/cifar-100-binary.tar.gz"
+  export CIFAR100_ARCHIVE
 fi
 exec ./build/cifar100 train --config configs/quick-cpu.yaml --out "${OUT:-runs/quick-cpu}" --resume none --overwrite "$@"

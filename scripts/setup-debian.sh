@@ -17,7 +17,7 @@ BUILD=(
 )
 TEST=(
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3-torch python3-torchvision python3-numpy python3-pil python3-botocore awscli shellcheck
+  python3-torch python3-torchvision python3-numpy python3-pil python3-botocore awscli jq shellcheck
   chromium wrk curl
 )
 # Building and running the container images in the tests (see ../shared/CONTAINERS.md).
