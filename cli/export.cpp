@@ -19,8 +19,7 @@ int run_export(const ExportArgs& a) {
   const Config cfg = resolve(a.cfg);
   // A directory on this machine is replaced in one step; a model.tar.gz or an s3:// address is made from a
   // staged directory.
-  const bool tar = a.out.size() > 7 && a.out.compare(a.out.size() - 7, 7, ".tar.gz") == 0;
-  const bool staged = tar || cloud::is_remote(a.out);
+  const bool staged = cloud::is_tar_gz(a.out) || cloud::is_remote(a.out);
   const cloud::TempDir stage;
   const std::string dir = staged ? stage.path() + "/model" : a.out;
   const std::string used = train::export_checkpoint(a.checkpoint, dir, local_data_dir(cfg));

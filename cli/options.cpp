@@ -20,8 +20,9 @@ namespace cifar::cli {
 void add_config_args(CLI::App* app, ConfigArgs& a, const std::string& config_help, bool with_device) {
   if (!config_help.empty()) app->add_option("--config,-c", a.config, config_help);
   app->add_option("--set,-s", a.sets, "override a config key: --set key=value (repeatable)")->allow_extra_args(false);
-  app->add_option("--data-dir", a.data_dir, "extracted data set directory (env CIFAR100_DATA_DIR)");
-  app->add_option("--archive", a.archive, "local cifar-100-binary.tar.gz to use instead of downloading (env CIFAR100_ARCHIVE)");
+  app->add_option("--data-dir", a.data_dir, "extracted data set directory or s3:// prefix (env CIFAR100_DATA_DIR)");
+  app->add_option("--archive", a.archive,
+                  "cifar-100-binary.tar.gz (a path or s3://) to use instead of downloading (env CIFAR100_ARCHIVE)");
   if (with_device) app->add_option("--device", a.device, "auto, cpu or cuda (env CIFAR100_DEVICE)");
 }
 
@@ -103,8 +104,7 @@ ConfigArgs with_runtime_args(ConfigArgs c, const RuntimeArgs& r) {
 
 std::string find_model_dir(const std::string& path) {
   namespace stdfs = std::filesystem;
-  const bool tar = path.size() > 7 && path.compare(path.size() - 7, 7, ".tar.gz") == 0;
-  if (tar) {
+  if (cloud::is_tar_gz(path)) {
     // Unpacked next to the cached download (or into the cache for a local archive), again when it changed.
     const std::string archive = cloud::localize_file(path);
     const std::string id =
@@ -141,8 +141,7 @@ std::string find_model_dir(const std::string& path) {
 }
 
 void publish_artifact(const std::string& dir, const std::string& address) {
-  const bool tar = address.size() > 7 && address.compare(address.size() - 7, 7, ".tar.gz") == 0;
-  if (!tar) return cloud::publish_dir(dir, address, {"model.safetensors", "model.pt", "config.json"});
+  if (!cloud::is_tar_gz(address)) return cloud::publish_dir(dir, address, {"model.safetensors", "model.pt", "config.json"});
   cloud::Output out(address, /*directory=*/false);
   cloud::write_tar_gz(dir, out.path());
   out.commit();

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cloud/storage.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "data/image_io.h"
@@ -38,6 +39,7 @@ struct Item {
 };
 
 int run_predict(const PredictArgs& a) {
+  if (a.json) log::set_level(log::Level::Warn);  // stdout carries the JSON alone (downloads log at info level)
   ConfigArgs ca;
   ca.sets = a.sets;
   ca.device = a.device;
@@ -60,7 +62,7 @@ int run_predict(const PredictArgs& a) {
   for (size_t i = 0; i < a.images.size(); ++i) {
     items[i].file = a.images[i];
     try {
-      items[i].image = data::read_image(a.images[i]);
+      items[i].image = data::read_image(cloud::localize_file(a.images[i]));
       items[i].square = data::to_square(items[i].image, size);
       items[i].image.rgb = {};
       good.push_back(i);
@@ -142,7 +144,7 @@ Runner add_predict(CLI::App& root) {
   sub->add_option("--set,-s", a->sets, "override a config key: --set key=value (repeatable)")->allow_extra_args(false);
   sub->add_option("--device", a->device, "auto, cpu or cuda (env CIFAR100_DEVICE)");
   add_runtime_args(sub, a->rt);
-  sub->add_option("images", a->images, "PNG or JPEG files")->required();
+  sub->add_option("images", a->images, "PNG or JPEG files (paths or s3:// addresses)")->required();
   return [a] { return run_predict(*a); };
 }
 

@@ -12,6 +12,7 @@
 #include <map>
 #include <set>
 
+#include "cloud/storage.h"
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/log.h"
@@ -93,8 +94,7 @@ ChannelFiles scan_channel(const std::string& dir) {
     else if (name == "test.bin") f.test_bin.push_back(p);
     else if (name == "fine_label_names.txt") f.fine_names.push_back(p);
     else if (name == "coarse_label_names.txt") f.coarse_names.push_back(p);
-    else if ((name.size() > 7 && name.compare(name.size() - 7, 7, ".tar.gz") == 0) ||
-             (name.size() > 4 && name.compare(name.size() - 4, 4, ".tgz") == 0))
+    else if (is_tar_gz(name) || (name.size() > 4 && name.compare(name.size() - 4, 4, ".tgz") == 0))
       f.archives.push_back(p);
     else if (f.sample.size() < 3) f.sample.push_back(stdfs::relative(it->path(), dir).string());
   }

@@ -119,6 +119,10 @@ void check(int rc, struct archive* a, const std::string& what, const std::string
 
 bool is_remote(const std::string& address) { return is_s3_uri(address); }
 
+bool is_tar_gz(const std::string& address) {
+  return address.size() > 7 && address.compare(address.size() - 7, 7, ".tar.gz") == 0;
+}
+
 Storage& storage_for(const std::string& address) {
   static LocalStorage local;
   static S3Storage s3;

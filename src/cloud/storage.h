@@ -34,6 +34,8 @@ class Storage {
 // The storage for an address: S3 for s3://..., local otherwise (file:// prefixes are stripped).
 Storage& storage_for(const std::string& address);
 bool is_remote(const std::string& address);
+// Whether the address names a gzip tar (".tar.gz"), such as SageMaker's model.tar.gz.
+bool is_tar_gz(const std::string& address);
 // `prefix` and `name` joined with one '/'.
 std::string join(const std::string& prefix, const std::string& name);
 

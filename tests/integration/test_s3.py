@@ -231,6 +231,16 @@ class Binary(S3Test):
         objs = self.tool("ls", f"s3://{BUCKET}/models/exported").stdout.split()[1::2]
         self.assertEqual(sorted(objs), ["config.json", "model.pt", "model.safetensors"])
         self.cifar(["eval", "--model", f"s3://{BUCKET}/models/exported", "--data-dir", data])
+        from PIL import Image
+        png = os.path.join(self.tmp, "img.png")
+        Image.new("RGB", (40, 30), (200, 30, 60)).save(png)
+        self.tool("put", png, f"s3://{BUCKET}/images/img.png")
+        r = self.cifar(["predict", "--model", f"s3://{BUCKET}/models/exported", "--json", f"s3://{BUCKET}/images/img.png",
+                        f"s3://{BUCKET}/images/missing.png", png], ok=False)
+        self.assertEqual(r.returncode, 1)  # one file failed, the others were predicted
+        preds = json.loads(r.stdout)["predictions"]
+        self.assertEqual(preds[0]["top_k"], preds[2]["top_k"])
+        self.assertIn(f"s3://{BUCKET}/images/missing.png does not exist", preds[1]["error"])
         # Nothing secret in what was written.
         for root, _, files in os.walk(out):
             for f in files:
