@@ -24,6 +24,7 @@ struct ServeArgs {
   int port = -1;
   int workers = 0;    // 0: $SAGEMAKER_MODEL_SERVER_WORKERS, else 1
   int timeout_s = 0;  // 0: $SAGEMAKER_MODEL_SERVER_TIMEOUT, else 60 (600 under Batch Transform)
+  int request_deadline_s = 0;  // 0: 30 s, 300 s under Batch Transform (payloads up to 100 MB)
   double max_wait_ms = 0.0;  // greedy: a pass starts as soon as the engine is free; load batches by itself
 };
 
@@ -53,6 +54,7 @@ int run_serve(ServeArgs a) {
   if (workers > 1) a.opts.batch.threads_per_worker = std::max(1, rt.threads / workers);
   // Batch Transform waits up to 600 s for an invocation, a real-time endpoint 60 s.
   a.opts.request_timeout_s = a.timeout_s > 0 ? a.timeout_s : env.timeout_s.value_or(env.batch ? 600 : 60);
+  a.opts.request_deadline_s = a.request_deadline_s > 0 ? a.request_deadline_s : env.batch ? 300 : 30;
   if (env.batch)
     log::info("Batch Transform (SAGEMAKER_BATCH): strategy {}, payloads up to {} MiB, {} concurrent transforms",
               a.opts.batch_strategy, a.opts.max_body >> 20,
@@ -79,12 +81,20 @@ Runner add_serve(CLI::App& root) {
       ->check(CLI::Range(0.0, 1000.0))->capture_default_str();
   sub->add_option("--queue", o.batch.queue_capacity, "images allowed to wait; beyond, 503 with Retry-After")
       ->check(CLI::Range(1, 1000000))->capture_default_str();
-  sub->add_option("--http-threads", o.http_threads, "connections served at once")->check(CLI::Range(1, 4096))->capture_default_str();
-  sub->add_option("--max-pending", o.max_pending, "accepted connections waiting for a thread")
+  sub->add_option("--http-threads", o.http_threads,
+                  "requests handled at once (idle and slow connections hold no thread)")
+      ->check(CLI::Range(1, 4096))->capture_default_str();
+  sub->add_option("--max-pending", o.max_pending, "received requests waiting for a thread; beyond, 503 with Retry-After")
       ->check(CLI::Range(1, 65536))->capture_default_str();
+  sub->add_option("--max-connections", o.max_connections,
+                  "open connections; beyond, new ones wait in the kernel's listen backlog")
+      ->check(CLI::Range(1, 1000000))->capture_default_str();
   sub->add_option("--max-images", o.max_images, "images per request")->check(CLI::Range(1, 100000))->capture_default_str();
   sub->add_option("--read-timeout", o.read_timeout_s, "seconds a client may stall while sending or receiving")
       ->check(CLI::Range(1, 3600))->capture_default_str();
+  sub->add_option("--request-deadline", a->request_deadline_s,
+                  "seconds a whole request (headers and body) may take to arrive (default 30; 300 under Batch Transform)")
+      ->check(CLI::Range(1, 3600));
   sub->add_option("--idle-timeout", o.idle_timeout_s, "seconds an idle keep-alive connection is kept")
       ->check(CLI::Range(1, 3600))->capture_default_str();
   sub->add_option("--workers", a->workers,

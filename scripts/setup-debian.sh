@@ -13,7 +13,7 @@ BUILD=(
   libtorch-dev libgloo-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libarchive-dev libssl-dev libcurl4-openssl-dev
-  libpng-dev libjpeg-dev libcpp-httplib-dev
+  libpng-dev libjpeg-dev libboost-dev
 )
 TEST=(
   libgtest-dev libgmock-dev libbenchmark-dev

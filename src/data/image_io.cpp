@@ -141,7 +141,44 @@ void jpeg_on_message(j_common_ptr c, int level) {
   if (level < 0) c->err->num_warnings++;
 }
 
+// The number of scans (SOS markers) of a JPEG, walking the marker segments and skipping entropy-coded data.
+int count_jpeg_scans(const uint8_t* d, size_t n) {
+  size_t i = 2;
+  int scans = 0;
+  while (i + 4 <= n) {
+    if (d[i] != 0xFF) {
+      ++i;
+      continue;
+    }
+    const uint8_t m = d[i + 1];
+    if (m == 0xFF) {
+      ++i;
+      continue;
+    }
+    if (m == 0xD9) break;  // EOI
+    if ((m >= 0xD0 && m <= 0xD7) || m == 0x01 || m == 0xD8) {
+      i += 2;
+      continue;
+    }
+    const size_t len = (static_cast<size_t>(d[i + 2]) << 8) | d[i + 3];
+    i += 2 + len;
+    if (m == 0xDA) {
+      ++scans;
+      while (i + 1 < n && !(d[i] == 0xFF && d[i + 1] != 0x00 && !(d[i + 1] >= 0xD0 && d[i + 1] <= 0xD7))) ++i;
+    }
+  }
+  return scans;
+}
+
 bool decode_jpeg(const uint8_t* data, size_t size, Image* img, const DecodeLimits* limits, std::string* err) {
+  if (limits->max_jpeg_scans > 0) {
+    const int scans = count_jpeg_scans(data, size);
+    if (scans > limits->max_jpeg_scans) {
+      *err = "it has " + std::to_string(scans) + " scans; at most " + std::to_string(limits->max_jpeg_scans) +
+             " are accepted (a progressive JPEG has about 10)";
+      return false;
+    }
+  }
   jpeg_decompress_struct cinfo;
   JpegError jerr;
   std::memset(&jerr, 0, sizeof jerr);
@@ -169,6 +206,12 @@ bool decode_jpeg(const uint8_t* data, size_t size, Image* img, const DecodeLimit
     return false;
   }
   cinfo.out_color_space = JCS_RGB;
+  if (limits->jpeg_min_side > 0) {
+    // PIL's draft(): the largest of 1/8, 1/4, 1/2 that keeps both sides >= jpeg_min_side.
+    const int64_t scale = std::min(w / limits->jpeg_min_side, h / limits->jpeg_min_side);
+    cinfo.scale_num = 1;
+    cinfo.scale_denom = scale >= 8 ? 8 : scale >= 4 ? 4 : scale >= 2 ? 2 : 1;
+  }
   jpeg_start_decompress(&cinfo);
   if (cinfo.output_components != 3) {
     jpeg_destroy_decompress(&cinfo);
@@ -219,6 +262,37 @@ Image decode_image(const uint8_t* data, size_t size, const std::string& name, co
   if (!ok) fail("{}: corrupt {} image: {}", name, format_name(f), err);
   check_size(img->width, img->height, name, limits);
   return std::move(*img);
+}
+
+bool peek_size(const uint8_t* d, size_t n, int64_t* width, int64_t* height) {
+  switch (sniff_format(d, n)) {
+    case ImageFormat::Png:  // IHDR is the first chunk: width and height at bytes 16 and 20
+      if (n < 24) return false;
+      *width = (int64_t{d[16]} << 24) | (d[17] << 16) | (d[18] << 8) | d[19];
+      *height = (int64_t{d[20]} << 24) | (d[21] << 16) | (d[22] << 8) | d[23];
+      return true;
+    case ImageFormat::Jpeg: {
+      size_t i = 2;
+      while (i + 9 <= n) {
+        if (d[i] != 0xFF) return false;
+        const uint8_t m = d[i + 1];
+        if (m == 0xFF) {
+          ++i;
+          continue;
+        }
+        // SOF0-SOF15 except DHT (C4), JPG (C8) and DAC (CC): precision, height, width.
+        if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+          *height = (d[i + 5] << 8) | d[i + 6];
+          *width = (d[i + 7] << 8) | d[i + 8];
+          return true;
+        }
+        if (m == 0xDA || m == 0xD9) return false;
+        i += 2 + ((static_cast<size_t>(d[i + 2]) << 8) | d[i + 3]);
+      }
+      return false;
+    }
+    default: return false;
+  }
 }
 
 Image read_image(const std::string& path, const DecodeLimits& limits) {
@@ -293,7 +367,9 @@ Image resize_bilinear(const Image& src, int out_w, int out_h, double x0, double 
   const int ybox_first = cv.bounds[0];
   const int ybox_last = cv.bounds[static_cast<size_t>(out_h) * 2 - 2] + cv.bounds[static_cast<size_t>(out_h) * 2 - 1];
 
-  Image cur = src;
+  // `cur` is the image the next pass reads: the source itself until a pass has made a new one (no copy).
+  const Image* cur = &src;
+  Image h_out, v_out;
   int row0 = 0;
   if (need_h) {
     const int rows = need_v ? ybox_last - ybox_first : src.height;
@@ -315,29 +391,31 @@ Image resize_bilinear(const Image& src, int out_w, int out_h, double x0, double 
         }
       }
     }
-    cur = std::move(tmp);
+    h_out = std::move(tmp);
+    cur = &h_out;
   }
   if (need_v) {
     if (need_h)
       for (int yy = 0; yy < out_h; ++yy) cv.bounds[static_cast<size_t>(yy) * 2] -= ybox_first;
-    Image out;
-    out.width = cur.width;
+    Image& out = v_out;
+    out.width = cur->width;
     out.height = out_h;
-    out.rgb.resize(static_cast<size_t>(cur.width) * out_h * 3);
+    out.rgb.resize(static_cast<size_t>(cur->width) * out_h * 3);
     for (int yy = 0; yy < out_h; ++yy) {
       const int ymin = cv.bounds[static_cast<size_t>(yy) * 2], ymax = cv.bounds[static_cast<size_t>(yy) * 2 + 1];
       const int32_t* k = cv.k.data() + static_cast<size_t>(yy) * cv.ksize;
-      uint8_t* o = out.rgb.data() + static_cast<size_t>(yy) * cur.width * 3;
-      for (int xc = 0; xc < cur.width * 3; ++xc) {
+      uint8_t* o = out.rgb.data() + static_cast<size_t>(yy) * cur->width * 3;
+      for (int xc = 0; xc < cur->width * 3; ++xc) {
         int32_t ss = 1 << (kPrecisionBits - 1);
-        for (int y = 0; y < ymax; ++y) ss += cur.rgb[static_cast<size_t>(y + ymin) * cur.width * 3 + xc] * k[y];
+        for (int y = 0; y < ymax; ++y) ss += cur->rgb[static_cast<size_t>(y + ymin) * cur->width * 3 + xc] * k[y];
         o[xc] = clip8(ss);
       }
     }
-    cur = std::move(out);
+    cur = &v_out;
   }
-  cur.format = src.format;
-  return cur;
+  Image result = cur == &src ? src : std::move(cur == &v_out ? v_out : h_out);
+  result.format = src.format;
+  return result;
 }
 
 std::vector<uint8_t> to_square(const Image& src, int size) {

@@ -26,7 +26,14 @@ struct DecodeLimits {
   int64_t max_pixels = 40'000'000;  // 40 megapixels (PIL warns at 89)
   int max_side = 30'000;
   size_t max_bytes = 64u << 20;  // encoded size
+  int max_jpeg_scans = 100;      // progressive JPEGs have about 10; thousands are a decoding-cost attack
+  // When > 0, a JPEG is decoded with libjpeg's DCT scaling (1/2, 1/4 or 1/8) to the smallest size whose
+  // sides stay at least this: what PIL's Image.draft("RGB", (n, n)) does. The server uses it (n = 32).
+  int jpeg_min_side = 0;
 };
+
+// The width and height declared by a PNG or JPEG header, without decoding; false when not found.
+bool peek_size(const uint8_t* data, size_t size, int64_t* width, int64_t* height);
 
 // `name` names the input in messages (a file path, "request body", "instance 3").
 Image decode_image(const uint8_t* data, size_t size, const std::string& name, const DecodeLimits& limits = {});

@@ -26,9 +26,24 @@ std::string media_type(const std::string& content_type) {
 }
 
 void append_image(Images& out, const uint8_t* data, size_t size, const std::string& what, const DecodeOptions& o) {
+  int64_t w = 0, h = 0;
+  if (data::peek_size(data, size, &w, &h) && w > 0 && h > 0) {
+    if (w * h > o.max_image_pixels)
+      throw RequestError(413, "image_too_large",
+                         what + ": the image is " + std::to_string(w) + "x" + std::to_string(h) + " pixels; the server " +
+                             "decodes at most " + std::to_string(o.max_image_pixels) + " pixels per image (resize it first)");
+    if (out.pixels_decoded + w * h > o.max_request_pixels)
+      throw RequestError(413, "too_many_pixels",
+                         what + ": the request's images hold more than " + std::to_string(o.max_request_pixels) +
+                             " pixels together; send fewer or smaller images per request");
+    out.pixels_decoded += w * h;
+  }
+  data::DecodeLimits limits;
+  limits.max_pixels = o.max_image_pixels;
+  limits.jpeg_min_side = o.image_size;
   data::Image img;
   try {
-    img = data::decode_image(data, size, what);
+    img = data::decode_image(data, size, what, limits);
   } catch (const std::exception& e) {
     const std::string msg = e.what();
     const bool unsupported = msg.find("not supported") != std::string::npos;
@@ -81,7 +96,64 @@ void append_instance(Images& out, const nlohmann::json& inst, size_t index, cons
   ++out.count;
 }
 
+// Counts what a JSON body holds without building it, and stops at the first value over a budget.
+struct JsonBudget : nlohmann::json::json_sax_t {
+  int64_t max_values, max_objects, max_depth;
+  int64_t values = 0, objects = 0, depth = 0;
+  std::string over;  // what went over, if anything
+  bool too_many = false;  // over the value budget (413), not a malformed structure (400)
+  JsonBudget(int64_t v, int64_t o, int64_t d) : max_values(v), max_objects(o), max_depth(d) {}
+  bool value() {
+    if (++values > max_values) {
+      over = "more than " + std::to_string(max_values) + " JSON values";
+      too_many = true;
+    }
+    return over.empty();
+  }
+  bool open(bool object) {
+    if (object && ++objects > max_objects) over = "more than " + std::to_string(max_objects) + " JSON objects";
+    if (++depth > max_depth) over = "JSON nested deeper than " + std::to_string(max_depth) + " levels";
+    return value();
+  }
+  bool null() override { return value(); }
+  bool boolean(bool) override { return value(); }
+  bool number_integer(number_integer_t) override { return value(); }
+  bool number_unsigned(number_unsigned_t) override { return value(); }
+  bool number_float(number_float_t, const string_t&) override { return value(); }
+  bool string(string_t&) override { return value(); }
+  bool binary(binary_t&) override { return value(); }
+  bool start_object(std::size_t) override { return open(true); }
+  bool key(string_t&) override { return true; }
+  bool end_object() override {
+    --depth;
+    return true;
+  }
+  bool start_array(std::size_t) override { return open(false); }
+  bool end_array() override {
+    --depth;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    throw RequestError(400, "bad_json", std::string("the body is not valid JSON: ") + e.what());
+  }
+};
+
 Images decode_json(const std::string& body, const DecodeOptions& o) {
+  {
+    // What the largest valid body needs: per image one value for the instance, S rows, S*S pixels and
+    // 3*S*S numbers (or a string, or an object and a string), plus the top-level object and "top_k".
+    const int64_t s = o.image_size;
+    const int64_t need = o.max_images * (1 + s + s * s + 3 * s * s) + 8;
+    JsonBudget budget(o.max_json_elements > 0 ? o.max_json_elements : need, o.max_images + 1, 5);
+    nlohmann::json::sax_parse(body, &budget);
+    if (budget.too_many)
+      throw RequestError(413, "json_too_large",
+                         "the JSON body holds " + budget.over + "; a request is {\"instances\": [...]} with at most " +
+                             std::to_string(o.max_images) + " images");
+    if (!budget.over.empty())
+      throw RequestError(400, "bad_json", "the body holds " + budget.over + "; expected {\"instances\": [...]} " +
+                                              "with images as base64 strings, {\"b64\": ...} or SxSx3 arrays");
+  }
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(body);

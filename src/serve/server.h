@@ -19,11 +19,20 @@ struct ServerOptions {
   int port = 8080;
   model::InferenceOptions engine;
   BatcherOptions batch;            // max_wait defaults to 0 here: greedy batching (see cli/serve.cpp)
-  int http_threads = 128;          // connections served at once
-  int max_pending = 256;           // accepted connections waiting for a thread; beyond, the kernel backlog
-  size_t max_body = 6u << 20;      // bytes (SageMaker's 6 MB payload limit)
+  int http_threads = 64;           // handler threads (idle and slow connections hold none)
+  int max_pending = 256;           // complete requests waiting for a handler thread; beyond, 503
+  int max_connections = 1024;      // open connections; beyond, they wait in the kernel's listen backlog
+  size_t max_body = 6u << 20;      // bytes (SageMaker's 6 MB payload limit), whatever the framing
+  size_t max_header_bytes = 16 << 10;  // request line and headers together
+  int max_header_fields = 100;
+  size_t max_buffered = 64u << 20;     // request bytes held by all connections together (at least 2 bodies)
   int64_t max_images = 256;        // per request
+  int64_t max_image_pixels = 4'000'000;    // per decoded image (4 MP)
+  int64_t max_request_pixels = 32'000'000; // decoded pixels per request, all images together
+  int64_t max_json_elements = 1'000'000;   // JSON values per request body
+  int max_concurrent_decodes = 0;  // requests decoding images at once (0 = the number of CPU cores)
   int read_timeout_s = 10;         // a client that sends nothing for this long is dropped
+  int request_deadline_s = 30;     // a whole request must arrive within this (slow-drip clients)
   int idle_timeout_s = 5;          // keep-alive connections idle this long are closed
   int default_top_k = 5, max_top_k = 100;
   int retry_after_s = 1;           // Retry-After of a 503 when the queue is full
