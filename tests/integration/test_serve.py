@@ -168,11 +168,25 @@ class Serve(TempDirTest):
             self.assertEqual([t["class"] for t in a], [t["class"] for t in answers[0]])
             for x, y in zip(a, answers[0]):
                 self.assertAlmostEqual(x["probability"], y["probability"], places=5)
-        # JPEG too (lossy, so just a valid answer).
-        b = io.BytesIO()
-        Image.fromarray(img).save(b, "JPEG")
-        st, _, data = self.invoke(b.getvalue(), "image/jpeg")
-        self.assertEqual(st, 200, data)
+        # JPEG: the answer for the pixels PIL decodes. A large JPEG is decoded with libjpeg's DCT scaling, as
+        # PIL's draft() does, then centre-cropped and resized: the same pixels as PIL, so the same probabilities.
+        rng = np.random.default_rng(5)
+        big = (rng.integers(0, 256, (15, 20, 3)).repeat(32, 0).repeat(32, 1)).astype(np.uint8)  # 640x480
+        for arr, scaled in ((img, (32, 32)), (big, (80, 60))):
+            b = io.BytesIO()
+            Image.fromarray(arr).save(b, "JPEG", quality=90)
+            ref = Image.open(io.BytesIO(b.getvalue()))
+            ref.draft("RGB", (32, 32))
+            self.assertEqual(ref.size, scaled)
+            ref = ref.convert("RGB")
+            side = min(ref.size)
+            left, top = (ref.size[0] - side) // 2, (ref.size[1] - side) // 2
+            ref = ref.resize((32, 32), Image.BILINEAR, box=(left, top, left + side, top + side))
+            st, _, want = self.invoke(npy_bytes(np.asarray(ref)), "application/x-npy", accept="application/x-npy")
+            self.assertEqual(st, 200, want)
+            st, headers, got = self.invoke(b.getvalue(), "image/jpeg", accept="application/x-npy")
+            self.assertEqual(st, 200, got)
+            np.testing.assert_array_equal(np.load(io.BytesIO(got)), np.load(io.BytesIO(want)))
         # The same answer as `predict` on the same PNG file.
         path = os.path.join(self.tmp, "x.png")
         with open(path, "wb") as f:
@@ -320,18 +334,21 @@ class ServeLifecycle(TempDirTest):
         s = Server(self.model, "--read-timeout", "1", "--idle-timeout", "1", "--http-threads", "2", "--max-pending", "2")
         try:
             s.wait_ready()
-            # A client that sends half a request and stalls is disconnected after the read timeout.
+            # A client that sends half a request and stalls is answered 408 and disconnected after the read timeout.
             stalled = socket.create_connection(("127.0.0.1", s.port), timeout=10)
             stalled.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
             t0 = time.time()
-            self.assertEqual(stalled.recv(4096)[:0], b"")
-            rest = stalled.recv(4096)
-            while rest:
-                rest = stalled.recv(4096)
+            answer = b""
+            while chunk := stalled.recv(4096):
+                answer += chunk
+            self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), answer)
+            self.assertIn(b"Connection: close", answer)
+            self.assertIn(b'"request_timeout"', answer)
+            self.assertGreater(time.time() - t0, 0.9)
             self.assertLess(time.time() - t0, 5)
             stalled.close()
-            # With both threads held by idle keep-alive clients, a third client is served once the idle timeout
-            # frees a thread.
+            # Idle keep-alive clients hold no handler thread: with both threads' worth of them open, a third
+            # client is served at once.
             idle = []
             for _ in range(2):
                 c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
@@ -340,11 +357,74 @@ class ServeLifecycle(TempDirTest):
                 idle.append(c)
             t0 = time.time()
             self.assertEqual(s.request("GET", "/ping", timeout=10)[0], 200)
-            self.assertLess(time.time() - t0, 3.0)
+            self.assertLess(time.time() - t0, 0.5)
             for c in idle:
                 c.close()
         finally:
             self.assertEqual(s.stop(), 0)
+
+    def test_ping_is_503_until_loaded_and_sigterm_during_startup(self):
+        s = Server(self.model, env={"CIFAR100_TEST_LOAD_DELAY_MS": "1500"})
+        try:
+            self.assertTrue(s.wait_ready(), "/ping never answered 503 while the model was loading")
+        finally:
+            self.assertEqual(s.stop(), 0)
+        # SIGTERM while the model is still loading stops the server at once.
+        s = Server(self.model, env={"CIFAR100_TEST_LOAD_DELAY_MS": "60000"})
+        t0 = time.time()
+        while time.time() - t0 < 20:
+            try:
+                st, h, body = s.request("GET", "/ping", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.assertEqual(st, 503)
+        self.assertEqual(json.loads(body)["error"]["code"], "loading")
+        t0 = time.time()
+        s.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(s.proc.wait(10), 0)
+        self.assertLess(time.time() - t0, 3.0)
+        time.sleep(0.2)
+        self.assertIn("stopped before the model finished loading", "".join(s.lines))
+
+    def test_draining_answers_accepted_connections_and_ping_turns_503(self):
+        s = Server(self.model, "--max-wait-ms", "1000", "--max-connections", "2")
+        s.wait_ready()
+        # A request in flight (the batcher waits 1 s for company) keeps the server draining for a while.
+        slow = []
+        t = threading.Thread(target=lambda: slow.append(
+            s.request("POST", "/invocations", npy_bytes(np.zeros((32, 32, 3), np.uint8)),
+                      {"Content-Type": "application/x-npy"})[0]))
+        t.start()
+        time.sleep(0.2)
+        # An open connection that has not sent its request yet, and two beyond --max-connections that wait in
+        # the kernel's listen backlog, not yet accepted by the server.
+        opened = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        time.sleep(0.1)
+        backlog = [socket.create_connection(("127.0.0.1", s.port), timeout=10) for _ in range(2)]
+        for b in backlog:
+            b.sendall(b"GET /execution-parameters HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        opened.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        answers = []
+        for c in [opened] + backlog:
+            data = b""
+            while chunk := c.recv(65536):
+                data += chunk
+            answers.append(data)
+            c.close()
+        t.join()
+        self.assertEqual(s.proc.wait(30), 0)
+        self.assertEqual(slow, [200])
+        self.assertTrue(answers[0].startswith(b"HTTP/1.1 503 "), answers[0])
+        self.assertIn(b'"stopping"', answers[0])
+        self.assertIn(b"Connection: close", answers[0])
+        for a in answers[1:]:
+            self.assertTrue(a.startswith(b"HTTP/1.1 200 "), a)
+            self.assertIn(b"Connection: close", a)
+            self.assertIn(b"MaxPayloadInMB", a)
 
     def test_ping_is_503_until_loaded_and_bad_models(self):
         # A model directory that is not an artifact: refused at start with exit 1.
