@@ -20,7 +20,9 @@ namespace stdfs = std::filesystem;
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) fail("cannot open '{}': {}", path, std::strerror(errno));
-  const auto size = static_cast<size_t>(in.tellg());
+  const std::streamoff end = in.tellg();
+  if (end < 0) fail("cannot read '{}': its size is unknown (not a regular file?)", path);
+  const auto size = static_cast<size_t>(end);
   std::vector<uint8_t> data(size);
   in.seekg(0);
   if (size > 0 && !in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(size)))
@@ -37,9 +39,15 @@ std::string read_text(const std::string& path) {
 }
 
 void sync_dir(const std::string& dir) {
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return;  // best effort: some file systems do not allow opening directories
-  ::fsync(fd);
+  const std::string d = dir.empty() ? "." : dir;
+  const int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail("cannot open the directory '{}' to make its entries durable: {}", d, std::strerror(errno));
+  // EINVAL: this file system cannot sync directories (some FUSE and network mounts); nothing to do there.
+  if (::fsync(fd) != 0 && errno != EINVAL) {
+    const int err = errno;
+    ::close(fd);
+    fail("cannot make the entries of '{}' durable (fsync): {}", d, std::strerror(err));
+  }
   ::close(fd);
 }
 

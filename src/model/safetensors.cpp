@@ -64,6 +64,8 @@ std::string write(const std::string& path, const Tensors& tensors, const Metadat
   return sha.hex();
 }
 
+constexpr size_t kMaxDims = 8;
+
 File parse(const uint8_t* data, size_t size, const std::string& name) {
   if (size < 8) fail("'{}' is not a safetensors file: {} bytes, shorter than the 8-byte header length", name, size);
   uint64_t n = 0;
@@ -97,12 +99,17 @@ File parse(const uint8_t* data, size_t size, const std::string& name) {
       const auto off = v.at("data_offsets").get<std::vector<uint64_t>>();
       if (off.size() != 2 || off[0] > off[1] || off[1] > data_size)
         fail("'{}': tensor '{}' has data offsets outside the file's {} data bytes (truncated?)", name, key, data_size);
-      uint64_t numel = 1;
+      if (shape.size() > kMaxDims)
+        fail("'{}': tensor '{}' has {} dimensions; at most {} are accepted", name, key, shape.size(), kMaxDims);
+      // The byte count of the shape, refused on overflow: a product that wraps could match tiny offsets.
+      const bool empty = std::find(shape.begin(), shape.end(), int64_t{0}) != shape.end();
+      uint64_t want = empty ? 0 : c10::elementSize(type->type);
       for (int64_t d : shape) {
         if (d < 0) fail("'{}': tensor '{}' has a negative dimension", name, key);
-        numel *= static_cast<uint64_t>(d);
+        if (__builtin_mul_overflow(want, static_cast<uint64_t>(d), &want))
+          fail("'{}': tensor '{}' of shape [{}] is larger than the file's {} data bytes (its size overflows)", name, key,
+               fmt::format("{}", fmt::join(shape, ", ")), data_size);
       }
-      const uint64_t want = numel * c10::elementSize(type->type);
       if (off[1] - off[0] != want)
         fail("'{}': tensor '{}' of shape [{}] and dtype {} needs {} bytes, its offsets span {}", name, key,
              fmt::format("{}", fmt::join(shape, ", ")), dt, want, off[1] - off[0]);

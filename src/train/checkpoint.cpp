@@ -7,6 +7,9 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -31,6 +34,7 @@ namespace {
 constexpr const char* kState = "state.safetensors";
 constexpr const char* kMeta = "meta.json";
 constexpr const char* kSums = "SHA256SUMS";
+constexpr size_t kMaxParameters = 100000;  // parameter tensors of a model (WRN-28-10 has 110)
 
 std::string checkpoint_name(const TrainState& s, bool best) {
   return fmt::format("{}-{:09d}", best ? "best" : "ckpt", s.step);
@@ -177,7 +181,7 @@ void restore(const Snapshot& s, torch::nn::Module& model, torch::optim::Optimize
 Checkpointer::Checkpointer(std::string dir, int64_t keep) : dir_(std::move(dir)), keep_(std::max<int64_t>(1, keep)) {
   fs::make_dirs(dir_);
   const std::string lock_path = (stdfs::path(dir_) / ".lock").string();
-  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT, 0644);
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (lock_fd_ < 0) fail("cannot create '{}': {}", lock_path, std::strerror(errno));
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     ::close(lock_fd_);
@@ -229,16 +233,21 @@ void Checkpointer::write(const Snapshot& s, bool best) {
     fs::write_atomic((stdfs::path(tmp) / kSums).string(), sums);
     fs::sync_dir(tmp);
     std::error_code ec;
-    std::string old;
-    if (stdfs::exists(final_path)) {  // same step saved again (e.g. a signal right after an epoch's save)
-      old = (stdfs::path(dir_) / fmt::format(".tmp-old-{}-{}", name, ::getpid())).string();
-      stdfs::rename(final_path, old, ec);
-      if (ec) fail("cannot move the previous '{}' aside: {}", final_path, ec.message());
+    if (stdfs::exists(final_path)) {
+      // The same step saved again (a signal right after an epoch's save): swap the complete new directory
+      // with the old one in one step, so that a valid checkpoint sits at the name at every moment.
+      if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_path.c_str(), RENAME_EXCHANGE) != 0)
+        fail("cannot replace '{}': {}", final_path, std::strerror(errno));
+      if (const char* t = std::getenv("CIFAR100_TEST_ABORT_AFTER_SWAP")) {  // tests: die before the cleanup
+        if (std::string(t) == "1") std::abort();
+      }
+      fs::sync_dir(dir_);
+      remove_quietly(tmp);  // now the previous one; a leftover is removed at the next start
+    } else {
+      stdfs::rename(tmp, final_path, ec);
+      if (ec) fail("cannot rename '{}' to '{}': {}", tmp, final_path, ec.message());
+      fs::sync_dir(dir_);
     }
-    stdfs::rename(tmp, final_path, ec);
-    if (ec) fail("cannot rename '{}' to '{}': {}", tmp, final_path, ec.message());
-    fs::sync_dir(dir_);
-    if (!old.empty()) remove_quietly(old);
   } catch (const std::exception& e) {
     remove_quietly(tmp);
     fail("checkpoint '{}' was not written: {}; older checkpoints are untouched", final_path, e.what());
@@ -313,7 +322,18 @@ std::vector<std::string> Checkpointer::prune(bool best) {
   return removed;
 }
 
+void Checkpointer::throw_if_failed() {
+  if (!failed_.load(std::memory_order_relaxed)) return;
+  const std::string err = wait();
+  failed_ = false;
+  const auto all = list(dir_);
+  fail("{}; stopping here rather than training on without checkpoints. The newest complete checkpoint is {}: fix "
+       "the cause (free disk space) and run the same command again to resume from it",
+       err, all.empty() ? std::string("none") : "'" + all.front() + "'");
+}
+
 std::string Checkpointer::save(const Snapshot& s, bool best) {
+  throw_if_failed();
   const std::string err = wait();
   if (!err.empty()) log::error("{}", err);
   write(s, best);
@@ -321,6 +341,7 @@ std::string Checkpointer::save(const Snapshot& s, bool best) {
 }
 
 void Checkpointer::save_async(Snapshot s, bool best) {
+  throw_if_failed();
   const std::string err = wait();
   if (!err.empty()) log::error("{}", err);
   worker_ = std::thread([this, s = std::move(s), best]() {
@@ -329,6 +350,7 @@ void Checkpointer::save_async(Snapshot s, bool best) {
     } catch (const std::exception& e) {
       std::lock_guard<std::mutex> lock(mu_);
       pending_error_ = e.what();
+      failed_ = true;
     }
   });
 }
@@ -336,6 +358,7 @@ void Checkpointer::save_async(Snapshot s, bool best) {
 std::string Checkpointer::wait() {
   if (worker_.joinable()) worker_.join();
   std::lock_guard<std::mutex> lock(mu_);
+  failed_ = false;
   return std::exchange(pending_error_, std::string());
 }
 
@@ -375,6 +398,7 @@ Snapshot Checkpointer::load(const std::string& path) {
   }
   Snapshot s;
   nlohmann::json meta;
+  size_t nparams = 0;
   try {
     meta = nlohmann::json::parse(bytes[kMeta].begin(), bytes[kMeta].end());
     const int format = meta.at("format").get<int>();
@@ -384,18 +408,23 @@ Snapshot Checkpointer::load(const std::string& path) {
     s.state = state_from_json(meta.at("state"));
     s.config = meta.at("config");
     s.reason = meta.value("reason", "");
+    nparams = meta.at("parameters").get<size_t>();
   } catch (const nlohmann::json::exception& e) {
     fail("checkpoint '{}': {} is not valid: {}", path, kMeta, e.what());
   }
+  if (nparams > kMaxParameters)
+    fail("checkpoint '{}': {} lists {} parameters; no model here has more than {}", path, kMeta, nparams, kMaxParameters);
   const auto& raw = bytes[kState];
   safetensors::File file = safetensors::parse(raw.data(), raw.size(), file_path(kState));
-  const size_t nparams = meta.at("parameters").get<size_t>();
   s.momentum.resize(nparams);
   for (auto& [key, t] : file.tensors) {
     if (key.rfind("model/", 0) == 0) s.model.emplace_back(key.substr(6), t);
     else if (key.rfind("momentum/", 0) == 0) {
-      const size_t i = std::stoul(key.substr(9));
-      if (i >= nparams) fail("checkpoint '{}': momentum buffer {} out of range", path, i);
+      const std::string idx = key.substr(9);
+      if (idx.empty() || idx.size() > 9 || idx.find_first_not_of("0123456789") != std::string::npos ||
+          std::stoul(idx) >= nparams)
+        fail("checkpoint '{}': momentum buffer '{}' is not one of the {} parameters", path, idx, nparams);
+      const size_t i = std::stoul(idx);
       s.momentum[i] = t;
     } else if (key == "rng/cpu") s.rng_cpu = t;
     else if (key == "rng/cuda") s.rng_cuda = t;
@@ -412,6 +441,8 @@ std::optional<std::pair<std::string, Snapshot>> Checkpointer::load_latest(const 
       return std::make_pair(path, load(path));
     } catch (const Error& e) {
       problems.push_back(e.what());
+    } catch (const std::exception& e) {  // any other failure of a malformed checkpoint (JSON, torch, allocation)
+      problems.push_back(fmt::format("checkpoint '{}' is unusable: {}", path, e.what()));
     }
   }
   if (all.empty()) return std::nullopt;
@@ -425,8 +456,8 @@ std::optional<std::pair<std::string, Snapshot>> Checkpointer::load_best(const st
     if (std::filesystem::path(path).filename().string().rfind("best-", 0) != 0) continue;
     try {
       return std::make_pair(path, load(path));
-    } catch (const Error& e) {
-      log::warn("skipping an unusable best checkpoint: {}", e.what());
+    } catch (const std::exception& e) {
+      log::warn("skipping an unusable best checkpoint {}: {}", path, e.what());
     }
   }
   return std::nullopt;

@@ -87,6 +87,9 @@ class Checkpointer {
   std::string save(const Snapshot& s, bool best);
   // Waits for the background write; returns its error ("" when fine or none).
   std::string wait();
+  // Cheap, for every training step: when a background write has failed, throws Error with its cause, the
+  // newest complete checkpoint (kept) and how to resume.
+  void throw_if_failed();
   double last_save_seconds() const { return last_seconds_.load(); }
 
   // Checkpoint directories in `dir`, newest first.
@@ -115,6 +118,7 @@ class Checkpointer {
   std::thread worker_;
   std::mutex mu_;
   std::string pending_error_;
+  std::atomic<bool> failed_{false};
   std::atomic<double> last_seconds_{0};
 };
 

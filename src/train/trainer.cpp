@@ -186,6 +186,8 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
         sync_meters();
         return interrupted(signals::stop_signal());
       }
+      // A background save that failed (a full disk) stops the run now, not after more unsaved epochs.
+      if (ckpt_) ckpt_->throw_if_failed();
       if (every_seconds > 0 && seconds_since(last_save) >= every_seconds && st.batch < steps_per_epoch) {
         sync_meters();
         checkpoint("time", false, false);

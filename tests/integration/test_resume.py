@@ -109,6 +109,34 @@ class Resume(TempDirTest):
         self.assertIn("resuming at epoch", r.stdout)
         self.assertSameAsReference(out)
 
+    def test_full_disk_stops_the_run_and_the_same_command_resumes(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to mount a small tmpfs")
+        disk = os.path.join(self.tmp, "disk")
+        os.makedirs(disk)
+        # 1.5 MB: the first checkpoint (about 0.7 MB with momentum) and best.pt fit, the second does not.
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1500k", "tmpfs", disk], check=True)
+        try:
+            out = os.path.join(disk, "run")
+            r = self.train(out)
+            self.assertNotEqual(r.returncode, 0, r.stderr)
+            self.assertIn("No space left on device", r.stderr)
+            self.assertIn("run the same command again to resume", r.stderr)
+            # It stopped at once instead of training the remaining epochs without checkpoints.
+            self.assertLess(len(read_jsonl(os.path.join(out, "metrics.jsonl"))), 3, r.stderr)
+            ckpts = sorted(os.listdir(os.path.join(out, "checkpoints")))
+            self.assertFalse([c for c in ckpts if c.startswith(".tmp-")], ckpts)  # no half-written checkpoint
+            self.assertTrue([c for c in ckpts if c[:5] in ("ckpt-", "best-")], ckpts)
+            # With space again, the same command resumes from the last complete checkpoint and ends as the
+            # uninterrupted run does.
+            subprocess.run(["mount", "-o", "remount,size=64m", disk], check=True)
+            r = self.train(out)
+            self.assertOk(r)
+            self.assertIn("resuming at epoch", r.stdout + r.stderr)
+            self.assertSameAsReference(out)
+        finally:
+            subprocess.run(["umount", "-l", disk], check=False)
+
     def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(self):
         for damage in ("flip", "truncate", "remove"):
             with self.subTest(damage=damage):

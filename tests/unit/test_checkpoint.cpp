@@ -10,10 +10,16 @@
 
 #include <csignal>
 #include <filesystem>
+#include <functional>
+#include <random>
+
+#include <nlohmann/json.hpp>
 #include <fstream>
 
 #include "common/config.h"
 #include "common/error.h"
+#include "common/fsutil.h"
+#include "common/hash.h"
 #include "model/wide_resnet.h"
 #include "support/testutil.h"
 #include "train/checkpoint.h"
@@ -269,4 +275,155 @@ TEST(Checkpoint, ResumeConfigRules) {
   EXPECT_NE(msg.find("--allow-config-change"), std::string::npos) << msg;
   EXPECT_THROW(train::check_resume_config(other, saved.to_json(), "c", false), ConfigError);
   EXPECT_NO_THROW(train::check_resume_config(other, saved.to_json(), "c", true));
+}
+
+namespace {
+// Rewrites one file of a checkpoint and its line in SHA256SUMS, so that the checksums pass and the parsing
+// behind them is what gets tested.
+void replace_checked(const std::string& ckpt, const std::string& file, const std::string& content) {
+  fs::write_atomic(ckpt + "/" + file, content);
+  std::string sums;
+  for (const char* f : {"state.safetensors", "meta.json"}) {
+    const auto b = fs::read_bytes(ckpt + "/" + f);
+    sums += hash::sha256(b.data(), b.size()) + "  " + f + "\n";
+  }
+  fs::write_atomic(ckpt + "/SHA256SUMS", sums);
+}
+}  // namespace
+
+TEST(Checkpoint, SameStepReplacementNeverLeavesTheNameEmpty) {
+  const std::string dir = temp_dir("ckpt-swap");
+  Rig a(1);
+  auto first = train::capture(*a.net, *a.opt, a.params, sample_state(), a.cfg.to_json(), "epoch");
+  auto second = train::capture(*a.net, *a.opt, a.params, sample_state(), a.cfg.to_json(), "signal");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    train::Checkpointer ck(dir, 5);
+    ck.save(first, false);
+    ::setenv("CIFAR100_TEST_ABORT_AFTER_SWAP", "1", 1);
+    ck.save(second, false);  // the same step: replaced, and the process dies right after the swap
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT) << "the save did not reach the replacement";
+  std::vector<std::string> problems;
+  const auto found = train::Checkpointer::load_latest(dir, problems);
+  ASSERT_TRUE(found.has_value());
+  EXPECT_TRUE(problems.empty());
+  EXPECT_EQ(found->second.state.step, 1234);
+  EXPECT_EQ(found->second.reason, "signal");  // the new one is in place; the old one is a leftover
+  train::Checkpointer again(dir, 5);         // which the next start removes
+  for (const auto& e : stdfs::directory_iterator(dir))
+    EXPECT_NE(e.path().filename().string().rfind(".tmp-", 0), 0u) << e.path();
+}
+
+TEST(Checkpoint, MalformedCheckpointsWithValidChecksumsFallBackToTheOlderOne) {
+  const std::string dir = temp_dir("ckpt-fuzz");
+  Rig a(1);
+  std::string good, bad;
+  {
+    train::Checkpointer ck(dir, 5);
+    auto st = sample_state();
+    st.step = 100;
+    good = ck.save(train::capture(*a.net, *a.opt, a.params, st, a.cfg.to_json(), "epoch"), false);
+    st.step = 200;
+    bad = ck.save(train::capture(*a.net, *a.opt, a.params, st, a.cfg.to_json(), "epoch"), false);
+  }
+  const std::string meta_text = fs::read_text(bad + "/meta.json");
+  const auto state_bytes = fs::read_bytes(bad + "/state.safetensors");
+  uint64_t hlen = 0;
+  for (int i = 0; i < 8; ++i) hlen |= static_cast<uint64_t>(state_bytes[static_cast<size_t>(i)]) << (8 * i);
+  const std::string header_text(state_bytes.begin() + 8, state_bytes.begin() + 8 + static_cast<std::ptrdiff_t>(hlen));
+  const std::string data(state_bytes.begin() + 8 + static_cast<std::ptrdiff_t>(hlen), state_bytes.end());
+  auto with_header = [&](const std::string& h) {
+    std::string out(8, '\0');
+    for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
+    return out + h + data;
+  };
+
+  std::vector<std::pair<std::string, std::string>> cases;  // (file, content)
+  auto meta_edit = [&](const std::function<void(nlohmann::json&)>& edit) {
+    auto j = nlohmann::json::parse(meta_text);
+    edit(j);
+    cases.emplace_back("meta.json", j.dump());
+  };
+  meta_edit([](auto& j) { j.erase("state"); });
+  meta_edit([](auto& j) { j.erase("parameters"); });
+  meta_edit([](auto& j) { j.erase("config"); });
+  meta_edit([](auto& j) { j["parameters"] = "many"; });
+  meta_edit([](auto& j) { j["parameters"] = -1; });
+  meta_edit([](auto& j) { j["parameters"] = uint64_t{1} << 62; });
+  meta_edit([](auto& j) { j["format"] = "one"; });
+  meta_edit([](auto& j) { j["state"]["epoch"] = "three"; });
+  meta_edit([](auto& j) { j["state"]["history"] = 5; });
+  meta_edit([](auto& j) { j["state"] = nlohmann::json::array(); });
+  meta_edit([](auto& j) { j = nlohmann::json::array(); });
+  cases.emplace_back("meta.json", "null");
+  cases.emplace_back("meta.json", "");
+  auto header_edit = [&](const std::function<void(nlohmann::json&)>& edit) {
+    auto h = nlohmann::json::parse(header_text);
+    edit(h);
+    cases.emplace_back("state.safetensors", with_header(h.dump()));
+  };
+  auto first_tensor = [](nlohmann::json& h) -> nlohmann::json& {
+    for (auto& [k, v] : h.items())
+      if (k != "__metadata__") return v;
+    throw std::runtime_error("no tensor");
+  };
+  header_edit([&](auto& h) { first_tensor(h)["shape"] = {4294967296LL, 4294967296LL}; });
+  header_edit([&](auto& h) { first_tensor(h)["shape"] = {-1}; });
+  header_edit([&](auto& h) { first_tensor(h)["shape"] = std::vector<int>(9, 1); });
+  header_edit([&](auto& h) { first_tensor(h)["shape"] = "big"; });
+  header_edit([&](auto& h) { first_tensor(h)["data_offsets"] = {0, uint64_t{1} << 63}; });
+  header_edit([&](auto& h) { first_tensor(h)["data_offsets"] = {5}; });
+  header_edit([&](auto& h) { first_tensor(h)["dtype"] = "Q8"; });
+  header_edit([&](auto& h) {
+    nlohmann::json t = first_tensor(h);
+    h.erase(h.begin());
+    h["momentum/abc"] = t;
+  });
+  header_edit([&](auto& h) {
+    nlohmann::json t = first_tensor(h);
+    h.erase(h.begin());
+    h["momentum/99999999999999999999"] = t;
+  });
+  header_edit([](auto& h) { h = nlohmann::json::array(); });
+  header_edit([](auto& h) { h["__metadata__"] = {{"format", 7}}; });
+  {
+    std::string huge = with_header(header_text);
+    huge[7] = '\x7f';  // header length 2^63-ish
+    cases.emplace_back("state.safetensors", huge);
+  }
+  const size_t hand_made = cases.size();
+  // Random byte changes in meta.json and in the safetensors header (seeded).
+  std::mt19937 rng(13);
+  for (int i = 0; i < 60; ++i) {
+    std::string m = meta_text;
+    m[rng() % m.size()] = static_cast<char>(rng() % 256);
+    cases.emplace_back("meta.json", m);
+    std::string h = header_text;
+    h[rng() % h.size()] = static_cast<char>(rng() % 256);
+    cases.emplace_back("state.safetensors", with_header(h));
+  }
+
+  size_t rejected = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    replace_checked(bad, "meta.json", meta_text);
+    replace_checked(bad, "state.safetensors", std::string(state_bytes.begin(), state_bytes.end()));
+    replace_checked(bad, cases[i].first, cases[i].second);
+    std::vector<std::string> problems;
+    std::optional<std::pair<std::string, train::Snapshot>> found;
+    ASSERT_NO_THROW(found = train::Checkpointer::load_latest(dir, problems)) << "case " << i << " (" << cases[i].first << ")";
+    ASSERT_TRUE(found.has_value());
+    if (found->first == good) {
+      rejected += i < hand_made;
+      ASSERT_EQ(problems.size(), 1u) << i;
+      EXPECT_NE(problems[0].find("ckpt-000000200"), std::string::npos) << problems[0];
+    } else {
+      ASSERT_GE(i, hand_made) << "hand-made case " << i << " was accepted";
+      EXPECT_EQ(found->second.state.step, 200) << i;  // a harmless random change (a byte of a date, say)
+    }
+  }
+  EXPECT_EQ(rejected, hand_made);
 }

@@ -94,3 +94,23 @@ TEST(Safetensors, MalformedFilesAreRejectedWithTheReason) {
                 .find("3 bytes after the last tensor"),
             std::string::npos);
 }
+
+TEST(Safetensors, ShapesThatOverflowOrHaveTooManyDimensionsAreRejected) {
+  auto bad = [](const std::vector<uint8_t>& bytes) { return error_of([&] { st::parse(bytes.data(), bytes.size(), "f"); }); };
+  // 2^32 x 2^32 x 1 byte wraps a 64-bit product to 0, which would match empty offsets.
+  EXPECT_NE(bad(make_file(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", {}))
+                .find("larger than the file"),
+            std::string::npos);
+  // 2^62 F32 elements: the element size overflows the byte count.
+  EXPECT_NE(bad(make_file(R"({"a":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})", {}))
+                .find("larger than the file"),
+            std::string::npos);
+  // A dimension of 0 makes any other size empty: valid, no bytes.
+  const auto empty = make_file(R"({"a":{"dtype":"F32","shape":[0,4611686018427387904],"data_offsets":[0,0]}})", {});
+  EXPECT_NO_THROW(st::parse(empty.data(), empty.size(), "f"));
+  const auto empty2 = make_file(R"({"a":{"dtype":"F32","shape":[4611686018427387904,0],"data_offsets":[0,0]}})", {});
+  EXPECT_NO_THROW(st::parse(empty2.data(), empty2.size(), "f"));
+  EXPECT_NE(bad(make_file(R"({"a":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,1]}})", {0}))
+                .find("9 dimensions; at most 8"),
+            std::string::npos);
+}
