@@ -80,7 +80,13 @@ const std::vector<OptionSpec>& option_table() {
        ""},
       {"data_url", OptType::String, kOfficialUrl, "where `data download` fetches the archive", "data",
        "CIFAR100_DATA_URL"},
-      {"download_md5", OptType::String, kOfficialMd5, "MD5 the downloaded archive must have", "data", ""},
+      {"archive_sha256", OptType::String, "",
+       "expected SHA-256 of the local archive (64 hex digits); empty = not checked (the SHA-256 is logged)", "data", ""},
+      {"download_md5", OptType::String, kOfficialMd5, "MD5 the downloaded archive must have (the checksum the data "
+       "set's publisher gives)", "data", ""},
+      {"download_sha256", OptType::String, "",
+       "SHA-256 the downloaded archive must have; empty = not checked (the publisher gives none; it is logged)", "data",
+       ""},
       {"download_bytes", OptType::Int, "168513733", "size the downloaded archive must have", "data", "", {}, 1, 1e12},
       // checkpoints
       {"checkpoint_dir", OptType::String, "",
@@ -138,7 +144,8 @@ ResumeRule resume_rule(const std::string& key) {
   static const std::set<std::string> must = {"depth", "width", "dropout", "batch_size", "val_size", "train_limit",
                                              "drop_last", "augment", "seed", "synthetic_data"};
   static const std::set<std::string> free = {
-      "data_dir", "archive", "archive_md5", "data_url", "download_md5", "download_bytes", "device", "threads",
+      "data_dir", "archive", "archive_md5", "archive_sha256", "data_url", "download_md5", "download_sha256",
+      "download_bytes", "device", "threads",
       "workers", "prefetch", "eval_batch_size", "log_interval", "checkpoint_dir", "checkpoint_every_epochs",
       "checkpoint_every_minutes", "checkpoint_keep", "resume", "caching_allocator", "checkpoint_mirror", "model_out"};
   if (must.count(key)) return ResumeRule::MustMatch;
@@ -370,6 +377,11 @@ void Config::validate() const {
     const std::string& v = s(k);
     if (!v.empty() && (v.size() != 32 || v.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos))
       throw ConfigError(fmt::format("config key '{}' = '{}': expected 32 hexadecimal digits", k, v));
+  }
+  for (const char* k : {"download_sha256", "archive_sha256"}) {
+    const std::string& v = s(k);
+    if (!v.empty() && (v.size() != 64 || v.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos))
+      throw ConfigError(fmt::format("config key '{}' = '{}': expected 64 hexadecimal digits", k, v));
   }
 }
 

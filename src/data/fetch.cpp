@@ -47,6 +47,13 @@ void remove_quietly(const std::string& path) {
   std::error_code ec;
   stdfs::remove_all(path, ec);
 }
+
+// The official sizes: no member of a real archive is larger.
+int64_t max_member_bytes(const std::string& base) {
+  if (base == "train.bin") return int64_t{50000} * kRecordBytes;
+  if (base == "test.bin") return int64_t{10000} * kRecordBytes;
+  return 64 << 10;  // the label name lists
+}
 }  // namespace
 
 std::string resolve_data_dir(const Config& cfg) {
@@ -62,6 +69,8 @@ FetchOptions fetch_options(const Config& cfg) {
   o.archive_md5 = lower(cfg.s("archive_md5"));
   o.url = cfg.s("data_url");
   o.download_md5 = lower(cfg.s("download_md5"));
+  o.archive_sha256 = lower(cfg.s("archive_sha256"));
+  o.download_sha256 = lower(cfg.s("download_sha256"));
   o.download_bytes = cfg.i("download_bytes");
   return o;
 }
@@ -79,10 +88,16 @@ struct DownloadState {
   std::FILE* out = nullptr;
   log::Progress* progress = nullptr;
   int64_t received = 0;
+  int64_t limit = 0;
+  bool over = false;
 };
 
 size_t write_cb(char* ptr, size_t size, size_t nmemb, void* user) {
   auto* st = static_cast<DownloadState*>(user);
+  if (st->received + static_cast<int64_t>(size * nmemb) > st->limit) {  // also without a Content-Length
+    st->over = true;
+    return 0;  // curl aborts the transfer
+  }
   size_t n = std::fwrite(ptr, size, nmemb, st->out);
   st->received += static_cast<int64_t>(n * size);
   return n * size;
@@ -96,7 +111,12 @@ int progress_cb(void* user, curl_off_t total, curl_off_t now, curl_off_t, curl_o
 }  // namespace
 
 void download(const std::string& url, const std::string& dest, int64_t expected_bytes,
-              const std::string& expected_md5) {
+              const std::string& expected_md5, const std::string& expected_sha256) {
+  if (lower(url).rfind("https://", 0) != 0 && lower(url).rfind("file://", 0) != 0)
+    fail("cannot download '{}': only https:// and file:// addresses are accepted (set data_url / CIFAR100_DATA_URL, "
+         "or use archive / CIFAR100_ARCHIVE for a local or s3:// copy)",
+         url);
+  const int64_t limit = expected_bytes > 0 ? expected_bytes : kMaxDownloadBytes;
   static std::once_flag curl_init;
   std::call_once(curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   const std::string part = dest + ".part";
@@ -105,7 +125,7 @@ void download(const std::string& url, const std::string& dest, int64_t expected_
     std::FILE* out = std::fopen(part.c_str(), "wb");
     if (!out) fail("cannot create '{}': {}", part, std::strerror(errno));
     log::Progress progress("download", expected_bytes >> 20, "B", 0);
-    DownloadState st{out, &progress, 0};
+    DownloadState st{out, &progress, 0, limit, false};
     CURL* curl = curl_easy_init();
     char errbuf[CURL_ERROR_SIZE] = {0};
     curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
@@ -122,10 +142,13 @@ void download(const std::string& url, const std::string& dest, int64_t expected_
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 60L);     // ... sustained for a minute
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "cifar100/0.1");
+    curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(limit));
 #if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https,http,file");
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https,file");
+    curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "https");
 #else
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS, CURLPROTO_HTTPS | CURLPROTO_HTTP | CURLPROTO_FILE);
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS, CURLPROTO_HTTPS | CURLPROTO_FILE);
+    curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS, CURLPROTO_HTTPS);
 #endif
     CURLcode rc = curl_easy_perform(curl);
     long status = 0;
@@ -137,12 +160,14 @@ void download(const std::string& url, const std::string& dest, int64_t expected_
       last_error.clear();
       break;
     }
-    last_error = rc != CURLE_OK ? fmt::format("{} ({})", *errbuf ? errbuf : curl_easy_strerror(rc),
+    const bool too_big = st.over || rc == CURLE_FILESIZE_EXCEEDED;
+    last_error = too_big ? fmt::format("it is larger than {} bytes (download_bytes); not the expected archive", limit)
+                 : rc != CURLE_OK ? fmt::format("{} ({})", *errbuf ? errbuf : curl_easy_strerror(rc),
                                               status ? fmt::format("HTTP status {}", status) : "no HTTP status")
                                 : fmt::format("writing '{}' failed: {}", part, std::strerror(errno));
     remove_quietly(part);
     const bool permanent = rc == CURLE_HTTP_RETURNED_ERROR && status >= 400 && status < 500;
-    if (permanent || rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT || rc == CURLE_FILE_COULDNT_READ_FILE ||
+    if (permanent || too_big || rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT || rc == CURLE_FILE_COULDNT_READ_FILE ||
         !write_ok || attempt == 3)
       break;
     log::warn("download of {} failed (attempt {} of 3): {}; retrying", url, attempt, last_error);
@@ -163,11 +188,19 @@ void download(const std::string& url, const std::string& dest, int64_t expected_
     fail("download of '{}' has MD5 {}, expected {}: the archive is corrupt or not the official one; nothing was kept",
          url, md5, expected_md5);
   }
+  const std::string sha256 = hash::sha256_file(part);
+  if (!expected_sha256.empty() && sha256 != expected_sha256) {
+    remove_quietly(part);
+    fail("download of '{}' has SHA-256 {}, expected {} (download_sha256): the archive is corrupt or not the expected "
+         "one; nothing was kept",
+         url, sha256, expected_sha256);
+  }
   if (std::rename(part.c_str(), dest.c_str()) != 0) {
     remove_quietly(part);
     fail("cannot move the download into '{}': {}", dest, std::strerror(errno));
   }
-  log::info("downloaded {} ({} bytes, MD5 {} verified)", url, size, md5);
+  log::info("downloaded {} ({} bytes, MD5 {}{} verified, SHA-256 {}{})", url, size, md5,
+            expected_md5.empty() ? " not" : "", sha256, expected_sha256.empty() ? "" : " verified");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -183,15 +216,17 @@ void extract_archive(const std::string& archive_path, const std::string& data_di
   fs::make_dirs(tmp);
 
   struct archive* a = archive_read_new();
-  archive_read_support_filter_all(a);
-  archive_read_support_format_all(a);
+  // gzip and tar only: "all" would let libarchive run external programs (lrzip, lzop, grzip...) on input.
+  archive_read_support_filter_gzip(a);
+  archive_read_support_format_tar(a);
   auto fail_cleanup = [&](const std::string& msg) {
     archive_read_free(a);
     remove_quietly(tmp);
     throw Error(msg);
   };
   if (archive_read_open_filename(a, archive_path.c_str(), 1 << 20) != ARCHIVE_OK)
-    fail_cleanup(fmt::format("cannot open archive '{}': {}", archive_path, archive_error_string(a)));
+    fail_cleanup(fmt::format("cannot open archive '{}' as a gzip-compressed tar (cifar-100-binary.tar.gz): {}",
+                             archive_path, archive_error_string(a)));
 
   std::set<std::string> found;
   struct archive_entry* entry = nullptr;
@@ -203,6 +238,11 @@ void extract_archive(const std::string& archive_path, const std::string& data_di
       archive_read_data_skip(a);
       continue;
     }
+    const int64_t cap = max_member_bytes(base);
+    if (archive_entry_size_is_set(entry) && archive_entry_size(entry) > cap)
+      fail_cleanup(fmt::format("archive '{}': '{}' is {} bytes, larger than the official {} bytes: not the CIFAR-100 "
+                               "archive",
+                               archive_path, name, archive_entry_size(entry), cap));
     const std::string out_path = (stdfs::path(tmp) / base).string();
     std::ofstream out(out_path, std::ios::binary);
     if (!out) fail_cleanup(fmt::format("cannot create '{}': {}", out_path, std::strerror(errno)));
@@ -210,8 +250,14 @@ void extract_archive(const std::string& archive_path, const std::string& data_di
     size_t size;
     la_int64_t offset;
     int r;
-    while ((r = archive_read_data_block(a, &buf, &size, &offset)) == ARCHIVE_OK)
+    int64_t written = 0;
+    while ((r = archive_read_data_block(a, &buf, &size, &offset)) == ARCHIVE_OK) {
+      written += static_cast<int64_t>(size);
+      if (written > cap || offset + static_cast<la_int64_t>(size) > cap)
+        fail_cleanup(fmt::format("archive '{}': '{}' holds more than the official {} bytes: not the CIFAR-100 archive",
+                                 archive_path, name, cap));
       out.write(static_cast<const char*>(buf), static_cast<std::streamsize>(size));
+    }
     if (r != ARCHIVE_EOF)
       fail_cleanup(fmt::format("archive '{}' is corrupt or truncated while reading '{}': {}", archive_path, name,
                                archive_error_string(a)));
@@ -288,7 +334,13 @@ std::string ensure_dataset(const FetchOptions& o) {
     if (!o.archive_md5.empty() && md5 != o.archive_md5)
       fail("archive '{}' has MD5 {}, but archive_md5 expects {}: the file is corrupt or not the expected copy", o.archive,
            md5, o.archive_md5);
-    if (o.archive_md5.empty() && md5 != kOfficialMd5)
+    if (!o.archive_sha256.empty()) {
+      const std::string sha = hash::sha256_file(o.archive);
+      if (sha != o.archive_sha256)
+        fail("archive '{}' has SHA-256 {}, but archive_sha256 expects {}: the file is corrupt or not the expected copy",
+             o.archive, sha, o.archive_sha256);
+    }
+    if (o.archive_md5.empty() && o.archive_sha256.empty() && md5 != kOfficialMd5)
       log::warn("archive '{}' has MD5 {}, not the official {}: using it anyway, every record is validated "
                 "(set archive_md5 to require a checksum)",
                 o.archive, md5, kOfficialMd5);
@@ -298,7 +350,7 @@ std::string ensure_dataset(const FetchOptions& o) {
     fs::make_dirs(target.parent_path().string());
     const std::string dest = (target.parent_path() / "cifar-100-binary.tar.gz").string();
     log::info("downloading {} into {}", o.url, dest);
-    download(o.url, dest, o.download_bytes, o.download_md5);
+    download(o.url, dest, o.download_bytes, o.download_md5, o.download_sha256);
     extract_archive(dest, o.data_dir, o.force);
     remove_quietly(dest);
   }

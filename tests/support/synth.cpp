@@ -51,9 +51,11 @@ void write_dataset_dir(const std::string& dir, int64_t n_train, int64_t n_test, 
 }
 
 void write_tar_gz(const std::string& archive_path, const std::string& dir, const std::string& prefix,
-                  const std::vector<std::string>& files) {
+                  const std::vector<std::string>& files, const std::string& compression) {
   struct archive* a = archive_write_new();
-  archive_write_add_filter_gzip(a);
+  if (compression == "bzip2") archive_write_add_filter_bzip2(a);
+  else if (compression == "xz") archive_write_add_filter_xz(a);
+  else archive_write_add_filter_gzip(a);
   archive_write_set_format_pax_restricted(a);
   if (archive_write_open_filename(a, archive_path.c_str()) != ARCHIVE_OK)
     fail("cannot create '{}': {}", archive_path, archive_error_string(a));

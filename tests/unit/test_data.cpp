@@ -354,6 +354,60 @@ TEST(Fetch, DownloadVerifiesSizeAndChecksum) {
   EXPECT_FALSE(stdfs::exists(dir + "/cache/cifar-100-binary.tar.gz"));
 }
 
+TEST(Fetch, ExtractionReadsOnlyGzipTarWithMembersWithinTheOfficialSizes) {
+  const std::string dir = temp_dir("extract-limits");
+  synth::write_dataset_dir(dir + "/src", 100, 50, 10, 1);
+  for (const char* c : {"bzip2", "xz"}) {
+    const std::string path = dir + "/a." + c;
+    synth::write_tar_gz(path, dir + "/src", "cifar-100-binary", kFiles, c);
+    auto msg = error_of([&] { data::extract_archive(path, dir + "/out", false); });
+    EXPECT_NE(msg.find("gzip-compressed tar"), std::string::npos) << c << ": " << msg;
+    EXPECT_FALSE(stdfs::exists(dir + "/out"));
+  }
+  // A label-name list of 100 kB: larger than any real one (the cap holds whatever the header says).
+  std::ofstream(dir + "/src/fine_label_names.txt", std::ios::app) << std::string(100 << 10, 'x');
+  synth::write_tar_gz(dir + "/big.tar.gz", dir + "/src", "cifar-100-binary", kFiles);
+  auto msg = error_of([&] { data::extract_archive(dir + "/big.tar.gz", dir + "/out", false); });
+  EXPECT_NE(msg.find("larger than the official 65536 bytes"), std::string::npos) << msg;
+  EXPECT_FALSE(stdfs::exists(dir + "/out"));
+  for (auto& e : stdfs::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename().string().find(".partial"), std::string::npos) << e.path();
+}
+
+TEST(Fetch, DownloadsAreHttpsOrFileBoundedInSizeAndPinnedBySha256) {
+  const std::string dir = temp_dir("download-limits");
+  synth::write_dataset_dir(dir + "/src", 100, 50, 10, 1);
+  const std::string archive = dir + "/served.tar.gz";
+  synth::write_tar_gz(archive, dir + "/src", "cifar-100-binary", kFiles);
+  const auto size = static_cast<int64_t>(stdfs::file_size(archive));
+  const std::string md5 = hash::md5_file(archive), sha = hash::sha256_file(archive);
+  const std::string url = "file://" + archive;
+  for (const std::string& bad : std::vector<std::string>{"http://127.0.0.1:9/a.tar.gz", "ftp://127.0.0.1/a.tar.gz", "scp://h/a", archive}) {
+    auto msg = error_of([&] { data::download(bad, dir + "/got.tar.gz", size, md5); });
+    EXPECT_NE(msg.find("only https:// and file:// addresses are accepted"), std::string::npos) << bad << ": " << msg;
+  }
+  // Never more than the expected size is received.
+  auto msg = error_of([&] { data::download(url, dir + "/got.tar.gz", size - 100, md5); });
+  EXPECT_NE(msg.find("larger than " + std::to_string(size - 100) + " bytes"), std::string::npos) << msg;
+  EXPECT_FALSE(stdfs::exists(dir + "/got.tar.gz.part"));
+  msg = error_of([&] { data::download(url, dir + "/got.tar.gz", size, md5, std::string(64, '0')); });
+  EXPECT_NE(msg.find("has SHA-256 " + sha + ", expected " + std::string(64, '0')), std::string::npos) << msg;
+  EXPECT_FALSE(stdfs::exists(dir + "/got.tar.gz"));
+  data::download(url, dir + "/got.tar.gz", size, md5, sha);
+  EXPECT_EQ(hash::sha256_file(dir + "/got.tar.gz"), sha);
+  // A local archive pinned by SHA-256.
+  data::FetchOptions o;
+  o.data_dir = dir + "/out";
+  o.archive = archive;
+  o.archive_sha256 = std::string(64, 'a');
+  msg = error_of([&] { data::ensure_dataset(o); });
+  EXPECT_NE(msg.find("but archive_sha256 expects " + std::string(64, 'a')), std::string::npos) << msg;
+  EXPECT_FALSE(stdfs::exists(o.data_dir));
+  o.archive_sha256 = sha;
+  data::ensure_dataset(o);
+  EXPECT_TRUE(data::dataset_present(o.data_dir));
+}
+
 TEST(Fetch, LocalArchiveChecksumIsEnforcedWhenGiven) {
   const std::string dir = temp_dir("localmd5");
   synth::write_dataset_dir(dir + "/src", 100, 50, 10, 1);
