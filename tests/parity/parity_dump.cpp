@@ -35,8 +35,11 @@ int main(int argc, char** argv) {
   d.insert("input", x);
   d.insert("eval_logits", eval_logits);
   d.insert("train_logits", train_logits);
-  // Running statistics after one training-mode pass, to compare the batch-norm update rule too.
-  d.insert("bn_running_mean_after", net->bn->running_mean.clone());
+  // Every buffer after one training-mode pass (the running mean and variance of every batch norm, and its
+  // batch count), to compare the batch-norm update rule layer by layer.
+  for (const auto& [name, t] : cifar::model::state_dict(*net))
+    if (name.find("running_") != std::string::npos || name.find("num_batches_tracked") != std::string::npos)
+      d.insert("after/" + name, t.clone());
   const auto bytes = torch::pickle_save(d);
   cifar::fs::write_atomic(out + "/io.pt", bytes.data(), bytes.size());
   std::printf("wrote %s/weights.pt and %s/io.pt\n", out.c_str(), out.c_str());

@@ -17,6 +17,10 @@ from wrn import WideResNet  # noqa: E402
 import safetensors_spec  # noqa: E402
 
 TOL = 1e-4  # max abs difference of fp32 logits
+# bf16 keeps 8 significant bits: its logits stay within 2% of the logit scale of fp32's (measured: 0.4-0.5%,
+# about what PyTorch's own bf16 model gives), and the top-1 class agrees on at least 15 of the 16 images.
+BF16_REL_TOL = 0.02
+BF16_MIN_AGREE = 15 / 16
 
 
 def check(depth, width, tmp):
@@ -50,12 +54,18 @@ def check(depth, width, tmp):
     d_plain = (logits - io["unfolded"]).abs().max().item()
     d_bf16 = (logits - io["folded_bf16"]).abs().max().item()
     agree = (logits.argmax(1) == io["folded_bf16"].argmax(1)).float().mean().item()
+    import copy
+    with torch.no_grad():  # PyTorch's own bf16 model, for comparison
+        torch_bf16 = copy.deepcopy(ref).to(torch.bfloat16)((x - mean).div(std).to(torch.bfloat16)).float()
+    d_torch = (logits - torch_bf16).abs().max().item()
     print(f"WRN-{depth}-{width}: max |logit diff| vs PyTorch: folded fp32 {d_fold:.2e}, unfolded fp32 {d_plain:.2e} "
           f"(tolerance {TOL:g}); folded bf16 {d_bf16:.2e} (logit scale {logits.abs().max().item():.1f}, "
-          f"top-1 agreement {agree:.0%}); safetensors == model.pt for {len(state)} tensors")
+          f"top-1 agreement {agree:.0%}; PyTorch's bf16 model: {d_torch:.2e}); safetensors == model.pt for "
+          f"{len(state)} tensors")
     assert d_plain <= TOL, f"unfolded logits differ by {d_plain}"
     assert d_fold <= TOL, f"folded logits differ by {d_fold}"
-    assert d_bf16 <= 0.1 * logits.abs().max().item(), f"bf16 logits differ by {d_bf16}"
+    assert d_bf16 <= BF16_REL_TOL * logits.abs().max().item(), f"bf16 logits differ by {d_bf16}"
+    assert agree >= BF16_MIN_AGREE, f"bf16 top-1 agrees with fp32 on only {agree:.0%} of the images"
 
 
 def main():

@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cmath>
 #include <filesystem>
+#include <numeric>
 #include <functional>
 #include <random>
 
@@ -20,7 +22,9 @@
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/hash.h"
+#include "model/device.h"
 #include "model/wide_resnet.h"
+#include "support/synth.h"
 #include "support/testutil.h"
 #include "train/checkpoint.h"
 #include "train/optim.h"
@@ -426,4 +430,37 @@ TEST(Checkpoint, MalformedCheckpointsWithValidChecksumsFallBackToTheOlderOne) {
     }
   }
   EXPECT_EQ(rejected, hand_made);
+}
+
+// grad_clip through the trainer: the first SGD step (Nesterov, momentum 0.9, no weight decay) moves the
+// weights by lr * (1 + momentum) * g, so with clipping the step's norm is lr * 1.9 * grad_clip exactly: the
+// global norm of all gradients together, not tensor by tensor. Without clipping it is far larger.
+TEST(Trainer, GradClipBoundsTheGlobalGradientNormOfAStep) {
+  auto step_norm = [](const std::string& clip) {
+    Config cfg;
+    cfg.apply_overrides({"depth=10", "width=1", "dropout=0", "batch_size=32", "lr_reference_batch=32", "lr=0.1",
+                         "min_lr=0", "warmup_epochs=0", "epochs=1", "weight_decay=0", "mixup_alpha=0",
+                         "label_smoothing=0", "val_size=0", "precision=fp32", "threads=2", "workers=0",
+                         "augment=none", "grad_clip=" + clip});
+    cfg.validate();
+    const model::Runtime rt = model::setup_runtime(cfg);
+    torch::manual_seed(5);
+    model::WideResNet net(model::WrnConfig{10, 1, 0.0, 100});
+    std::vector<torch::Tensor> before;
+    for (const auto& p : net->parameters()) before.push_back(p.detach().clone());
+    train::RunDir run(temp_dir("clip") + "/run", false, false);
+    train::Trainer trainer(cfg, rt, net, run, nullptr);
+    const data::Split split = synth::make_split(32, 10, 1);
+    std::vector<int64_t> idx(32);
+    std::iota(idx.begin(), idx.end(), 0);
+    trainer.fit(split, idx, {});
+    double sq = 0;
+    const auto after = net->parameters();
+    for (size_t i = 0; i < after.size(); ++i) sq += (after[i].detach() - before[i]).pow(2).sum().item<double>();
+    return std::sqrt(sq);
+  };
+  const double clipped = step_norm("0.01");
+  EXPECT_NEAR(clipped, 0.1 * 1.9 * 0.01, 0.1 * 1.9 * 0.01 * 1e-3);
+  const double free = step_norm("0");
+  EXPECT_GT(free, 10 * clipped) << "the gradient was small anyway: the test would not see clipping";
 }
