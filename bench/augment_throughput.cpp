@@ -28,9 +28,13 @@ int main(int argc, char** argv) {
     Rng rng(1);
     for (auto& p : split.pixels) p = static_cast<uint8_t>(rng.below(256));
   }
+  // The same pipelines as tools/reference/bench_augment.py: the policies run after crop+flip on both sides.
   std::vector<std::pair<std::string, std::string>> pipelines = {
-      {"crop+flip", "standard"}, {"seed", "seed"}, {"trivialaugment", "trivial_augment_wide"},
-      {"autoaugment", "auto_augment"}, {"randaugment", "rand_augment"}};
+      {"crop+flip", "standard"},
+      {"seed", "seed"},
+      {"trivialaugment", "random_crop(padding=4); hflip; trivial_augment_wide"},
+      {"autoaugment", "random_crop(padding=4); hflip; auto_augment"},
+      {"randaugment", "random_crop(padding=4); hflip; rand_augment(n=2, m=9)"}};
   if (const char* extra = std::getenv("AUGMENT_SPEC")) pipelines = {{"custom", extra}};
   std::vector<float> out(data::kPixels);
   for (const auto& [name, spec] : pipelines) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Augmentation throughput per core, cifar100 vs torchvision on PIL images (Debian's python3-torchvision),
-# in one run: crop+flip, the seed's pipeline, TrivialAugmentWide, AutoAugment, RandAugment; each ends in a
-# normalised float image. Uses the real training images from CIFAR100_DATA_DIR when present.
+# in one run, the same pipelines on both sides: crop+flip, the seed's pipeline, and crop+flip followed by
+# TrivialAugmentWide, AutoAugment (CIFAR-10 policy) or RandAugment(2, 9); each ends in a normalised float image. Uses the real training images from CIFAR100_DATA_DIR when present.
 #   bench/augment_throughput.sh [SECONDS_PER_PIPELINE]     (needs build/bench/augment_throughput)
 set -euo pipefail
 cd "$(dirname "$0")/.."

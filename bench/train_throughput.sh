@@ -3,15 +3,17 @@
 # 128, fp32 and bf16. cifar100 trains on the real data (loader, crop+flip, label smoothing, SGD Nesterov,
 # clipping) and its second epoch's images/s is reported; PyTorch (Debian's python3-torch, the same model
 # from tools/reference) trains on synthetic tensors with no data loading at all. Both use 2 threads.
-# PyTorch is also shown with glibc's malloc tuned the way cifar100 tunes its allocator, for fairness.
+# PyTorch runs four ways: stock, with glibc's malloc tuned the way cifar100 tunes its allocator, and with a
+# caching allocator from Debian through LD_PRELOAD (jemalloc, tcmalloc); the ratio is against the fastest.
 # Then the loader's cost: cifar100 with the loader (the seed's augmentation pipeline and TrivialAugment) vs
 # cifar100 training on one pre-made batch (synthetic_data=true), bf16, in ROUNDS interleaved rounds (default
-# 3; medians: this machine's speed drifts by several percent between runs). SKIP_PEERS=1 skips the first part.
+# 3; medians: this machine's speed drifts by several percent between runs). SKIP_PEERS=1 skips the first part,
+# SKIP_LOADER=1 the second.
 #   bench/train_throughput.sh            (needs build/cifar100 and CIFAR100_ARCHIVE or CIFAR100_DATA_DIR)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEPTH="${DEPTH:-16}"; WIDTH="${WIDTH:-4}"; BATCH="${BATCH:-128}"; STEPS="${STEPS:-30}"; THREADS="${THREADS:-2}"
-ROUNDS="${ROUNDS:-3}"; SKIP_PEERS="${SKIP_PEERS:-0}"
+ROUNDS="${ROUNDS:-3}"; SKIP_PEERS="${SKIP_PEERS:-0}"; SKIP_LOADER="${SKIP_LOADER:-0}"
 if [ -z "${CIFAR100_ARCHIVE:-}" ] && [ -f ../shared/data/cifar-100-binary.tar.gz ]; then
   export CIFAR100_ARCHIVE="$(cd ../shared/data && pwd)/cifar-100-binary.tar.gz"
 fi
@@ -31,15 +33,31 @@ theirs() {  # precision [env...] -> images/s
 }
 echo "WRN-$DEPTH-$WIDTH, batch $BATCH, $STEPS steps, $THREADS threads ($(nproc) cores)"
 if [ "$SKIP_PEERS" != 1 ]; then
-printf "%-6s %14s %14s %8s %24s %8s\n" precision cifar100 pytorch ratio "pytorch(malloc tuned)" ratio
+lib=/usr/lib/x86_64-linux-gnu
+JEMALLOC="${JEMALLOC:-$lib/libjemalloc.so.2}"; TCMALLOC="${TCMALLOC:-$lib/libtcmalloc_minimal.so.4}"
+for f in "$JEMALLOC" "$TCMALLOC"; do
+  [ -f "$f" ] || { echo "missing $f: apt-get install libjemalloc2 libtcmalloc-minimal4 (scripts/setup-debian.sh test)" >&2; exit 1; }
+done
+printf "%-9s %10s | %9s %11s %9s %9s | %-14s %6s\n" precision "cifar100" stock "glibc-tuned" jemalloc tcmalloc \
+  "fastest peer" ratio
 for p in fp32 bf16; do
   o=$(ours "$p")
   t=$(theirs "$p")
   tt=$(theirs "$p" MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864)
-  $PY -c "import sys; o,t,tt=map(float,sys.argv[2:]); print(f'{sys.argv[1]:<9} {o:11.1f} img/s {t:8.1f} img/s {o/t:7.2f}x {tt:17.1f} img/s {o/tt:8.2f}x')" "$p" "$o" "$t" "$tt"
+  tj=$(theirs "$p" LD_PRELOAD="$JEMALLOC")
+  tc=$(theirs "$p" LD_PRELOAD="$TCMALLOC")
+  $PY - "$p" "$o" "$t" "$tt" "$tj" "$tc" <<'PY'
+import sys
+p, o, *peers = sys.argv[1], float(sys.argv[2]), *map(float, sys.argv[3:])
+names = ["stock", "glibc-tuned", "jemalloc", "tcmalloc"]
+best = max(range(4), key=lambda i: peers[i])
+print(f"{p:<9} {o:10.1f} | {peers[0]:9.1f} {peers[1]:11.1f} {peers[2]:9.1f} {peers[3]:9.1f} | {names[best]:<14} "
+      f"{o / peers[best]:5.2f}x   (images/s)")
+PY
 done
 echo
 fi
+[ "$SKIP_LOADER" = 1 ] && exit 0
 echo "loader cost (bf16): cifar100 with the loader vs on one pre-made batch, $ROUNDS interleaved rounds, medians"
 declare -A runs
 for round in $(seq "$ROUNDS"); do
