@@ -61,6 +61,7 @@ for round in $(seq "$ROUNDS"); do
       non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
       echo "$name $c $rps $p50 $p99 ${non2xx:-0}" >> "$tmp/results"
       if [ -n "$pinger" ]; then wait "$pinger"; fi
+      sleep 2  # a server may still be computing requests whose clients left: let it finish before the next run
     done
   done
 done

@@ -111,11 +111,13 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def reply(self, status, body, ctype="application/json"):
+        # Status line, headers and body in one write: one segment, no wait on the client's delayed ACK.
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self._headers_buffer.append(b"\r\n")
+        self.wfile.write(b"".join(self._headers_buffer) + body)
+        self._headers_buffer = []
 
     def do_GET(self):
         self.reply(200 if self.path == "/ping" else 404, b"")
