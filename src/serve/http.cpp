@@ -56,7 +56,7 @@ std::string percent_decode(const std::string& s) {
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '+') {
       out.push_back(' ');
-    } else if (s[i] == '%' && i + 2 < s.size() + 0 && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
       out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
       i += 2;
     } else {
@@ -231,8 +231,6 @@ struct Server::Impl {
   }
 
   // ---- the loop's side ----
-  void close_conn(std::unique_ptr<Conn>& c) { c.reset(); }
-
   // Starts a lingering close: no more writes from us; what the client still sends is read and dropped for
   // a short while, so that it sees our answer rather than a reset.
   void start_closing(Conn& c) {
