@@ -28,14 +28,14 @@ wait_ping() { for _ in $(seq 1200); do curl -sf "http://127.0.0.1:$1/ping" >/dev
 
 declare -A port
 next=18631
-start() {  # name command...
+start() {  # name command... (ours/peer exec, so that $! is the server itself and cleanup stops it)
   local name=$1; shift
   port[$name]=$next
   "$@" "${port[$name]}" > "$tmp/$name.log" 2>&1 & pids+=($!)
   next=$((next + 1))
 }
-ours() { ./build/cifar100 serve --model "$tmp/model" --host 127.0.0.1 --threads 2 --precision "$1" --port "$2"; }
-peer() { /usr/bin/python3 tools/reference/serve_reference.py "$tmp/model" "$3" 2 --mode "$1" --precision "$2" \
+ours() { exec ./build/cifar100 serve --model "$tmp/model" --host 127.0.0.1 --threads 2 --precision "$1" --port "$2"; }
+peer() { exec /usr/bin/python3 tools/reference/serve_reference.py "$tmp/model" "$3" 2 --mode "$1" --precision "$2" \
            --workers "$PEER_WORKERS" --max-batch 64 --max-delay-ms "$PEER_DELAY_MS"; }
 start cifar100-fp32 ours fp32
 start cifar100-bf16 ours bf16
@@ -44,7 +44,7 @@ start python-batch-bf16 peer batching bf16
 start python-simple-fp32 peer simple fp32
 for name in "${!port[@]}"; do wait_ping "${port[$name]}"; done
 
-for round in $(seq "$ROUNDS"); do
+for _ in $(seq "$ROUNDS"); do
   for name in cifar100-fp32 python-batch-fp32 cifar100-bf16 python-batch-bf16 python-simple-fp32; do
     p=${port[$name]}
     for c in 1 16 64; do

@@ -27,17 +27,18 @@ std::string media_type(const std::string& content_type) {
 
 void append_image(Images& out, const uint8_t* data, size_t size, const std::string& what, const DecodeOptions& o) {
   int64_t w = 0, h = 0;
-  if (data::peek_size(data, size, &w, &h) && w > 0 && h > 0) {
-    if (w * h > o.max_image_pixels)
-      throw RequestError(413, "image_too_large",
-                         what + ": the image is " + std::to_string(w) + "x" + std::to_string(h) + " pixels; the server " +
-                             "decodes at most " + std::to_string(o.max_image_pixels) + " pixels per image (resize it first)");
-    if (out.pixels_decoded + w * h > o.max_request_pixels)
-      throw RequestError(413, "too_many_pixels",
-                         what + ": the request's images hold more than " + std::to_string(o.max_request_pixels) +
-                             " pixels together; send fewer or smaller images per request");
-    out.pixels_decoded += w * h;
-  }
+  const bool known = data::peek_size(data, size, &w, &h) && w > 0 && h > 0;
+  if (known && w * h > o.max_image_pixels)
+    throw RequestError(413, "image_too_large",
+                       what + ": the image is " + std::to_string(w) + "x" + std::to_string(h) + " pixels; the server " +
+                           "decodes at most " + std::to_string(o.max_image_pixels) + " pixels per image (resize it first)");
+  // A header this walk cannot read (libjpeg tolerates bytes between markers) counts as the largest image.
+  const int64_t cost = known ? w * h : o.max_image_pixels;
+  if (out.pixels_decoded + cost > o.max_request_pixels)
+    throw RequestError(413, "too_many_pixels",
+                       what + ": the request's images hold more than " + std::to_string(o.max_request_pixels) +
+                           " pixels together; send fewer or smaller images per request");
+  out.pixels_decoded += cost;
   data::DecodeLimits limits;
   limits.max_pixels = o.max_image_pixels;
   limits.jpeg_min_side = o.image_size;

@@ -231,6 +231,17 @@ class Serve(TempDirTest):
         self.assertError(self.invoke(img, "image/png", query="?top_k=1000"), 400, "bad_top_k")
         self.assertError(self.invoke(img, "image/png", accept="text/html"), 406, "not_acceptable")
         self.assertError(self.invoke(b"\x00" * (7 << 20), "application/x-npy"), 413, "payload_too_large")
+        # Decoding budgets, from the headers: 4 megapixels an image, 32 a request (nine 2000x2000 images).
+        b = io.BytesIO()
+        Image.new("1", (2001, 2000)).save(b, "PNG")
+        self.assertError(self.invoke(b.getvalue(), "image/png"), 413, "image_too_large")
+        b = io.BytesIO()
+        Image.new("1", (2000, 2000)).save(b, "PNG")
+        four_mp = base64.b64encode(b.getvalue()).decode()
+        self.assertError(self.invoke(json.dumps({"instances": [four_mp] * 9}), "application/json"), 413,
+                         "too_many_pixels")
+        st, _, data = self.invoke(json.dumps({"instances": [four_mp] * 2}), "application/json")
+        self.assertEqual(st, 200, data)
         too_many = npy_bytes(np.zeros((300, 32, 32, 3), np.uint8))
         self.assertError(self.invoke(too_many, "application/x-npy"), 413, "too_many_images")
         # The server is still fine.
