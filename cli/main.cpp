@@ -5,12 +5,14 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/workers.h"
 #include "common/cpu.h"
 #include "common/error.h"
 #include "common/log.h"
 
 int main(int argc, char** argv) {
   cifar::log::init();
+  cifar::cli::set_program_args(argc, argv);
   cifar::cpu::tune_allocator();
   CLI::App app{"cifar100: train WideResNets on CIFAR-100, evaluate, export, predict and serve them, natively.\n"
                "Run `cifar100 COMMAND --help` for the options of a command."};

@@ -5,12 +5,15 @@
 #include <csignal>
 #include <filesystem>
 #include <optional>
+#include <map>
+#include <algorithm>
 
 #include <fmt/ranges.h>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/workers.h"
 #include "cloud/sagemaker.h"
 #include "common/error.h"
 #include "common/fsutil.h"
@@ -18,6 +21,7 @@
 #include "common/signals.h"
 #include "data/fetch.h"
 #include "data/split.h"
+#include "dist/group.h"
 #include "eval/evaluate.h"
 #include "eval/report.h"
 #include "model/artifact.h"
@@ -43,6 +47,11 @@ struct TrainArgs {
   bool allow_config_change = false;
   bool help_config = false;
   std::string sagemaker = "auto";
+  // Distributed training (the built-in launcher).
+  std::string nproc = "auto";
+  int nnodes = 1, node_rank = 0, master_port = 0;
+  std::string master_addr = "127.0.0.1";
+  std::vector<std::string> resolve;
 };
 
 // Exit status after a stop by signal: 0 for SIGTERM (SageMaker's stop), 128+n otherwise (Ctrl-C: 130).
@@ -122,38 +131,67 @@ void load_best_weights(model::WideResNet& net, const train::RunDir& run, const s
   log::info("best weights restored from checkpoint {}", best->first);
 }
 
-int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm) {
+int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm, const dist::Topology* topo) {
   const auto t_start = std::chrono::steady_clock::now();
   signals::install_stop_handlers();
 
-  // 1. Configuration, the checkpoint to resume from (if any), run and checkpoint directories.
+  // 1. Configuration, the process group (distributed runs), the checkpoint to resume from (if any), run
+  //    and checkpoint directories. Rank 0 speaks for the job and alone writes files.
   ConfigArgs ca = a.cfg;
   if (!a.resume.empty()) ca.sets.insert(ca.sets.begin(), "resume=" + a.resume);
   if (sm) apply_sagemaker(*sm, ca);
   const Config cfg = resolve(ca);
+  const bool leader = !topo || topo->rank == 0;
+  if (!leader) log::set_level(log::Level::Warn);
   const std::string out = !a.out.empty() ? a.out
                           : sm           ? sm->env.output_data_dir
                                          : log::format_now("runs/%Y%m%d-%H%M%S", false);
   const std::string ckpt_dir = cfg.s("checkpoint_dir").empty() ? (stdfs::path(out) / "checkpoints").string()
                                                                : cfg.s("checkpoint_dir");
   const std::string model_dir = sm && a.out.empty() ? sm->env.model_dir : (stdfs::path(out) / "model").string();
-  const std::string& mirror = cfg.s("checkpoint_mirror");
-  if (!mirror.empty() && cfg.s("resume") == "auto" && train::Checkpointer::pull_mirror(mirror, ckpt_dir) > 0)
-    log::info("no local checkpoint in {}: continuing from the mirror {}", ckpt_dir, mirror);
-  const auto resume = find_resume_point(cfg, ckpt_dir, a.overwrite);
-  if (resume) train::check_resume_config(cfg, resume->second.config, resume->first, a.allow_config_change);
-  const train::RunDir run(out, a.overwrite, resume.has_value(),
-                          sm && a.out.empty() ? (stdfs::path(sm->scratch) / "weights").string() : "");
-  train::Checkpointer checkpointer(ckpt_dir, cfg.i("checkpoint_keep"));
-  checkpointer.set_mirror(mirror);
-  run.write_config(cfg);
-  log_config(cfg);
-  const model::Runtime rt = model::setup_runtime(cfg);
-  log::info("run directory {}; checkpoints in {}; {}", run.dir(), ckpt_dir, rt.describe());
-  if (resume) log::info("resuming from checkpoint {}", resume->first);
+  const model::Runtime rt = model::setup_runtime(cfg, topo ? topo->local_rank : 0, topo ? topo->local_world : 1);
+  std::unique_ptr<dist::Group> group;
+  if (topo) {
+    log::info("distributed: {}", topo->describe());
+    group = std::make_unique<dist::Group>(*topo, std::chrono::seconds(static_cast<int64_t>(cfg.f("dist_timeout"))),
+                                          rt.device);
+  }
+  auto barrier = [&] {
+    if (!group) return;
+    at::Tensor t = torch::zeros({1}, torch::TensorOptions().device(rt.device));
+    group->allreduce(t);
+  };
+  std::optional<std::pair<std::string, train::Snapshot>> resume;
+  std::optional<train::RunDir> run;
+  std::unique_ptr<train::Checkpointer> checkpointer;
+  std::string data_dir;
+  if (leader) {
+    const std::string& mirror = cfg.s("checkpoint_mirror");
+    if (!mirror.empty() && cfg.s("resume") == "auto" && train::Checkpointer::pull_mirror(mirror, ckpt_dir) > 0)
+      log::info("no local checkpoint in {}: continuing from the mirror {}", ckpt_dir, mirror);
+    resume = find_resume_point(cfg, ckpt_dir, a.overwrite);
+    if (resume) train::check_resume_config(cfg, resume->second.config, resume->first, a.allow_config_change);
+    run.emplace(out, a.overwrite, resume.has_value(),
+                sm && a.out.empty() ? (stdfs::path(sm->scratch) / "weights").string() : "");
+    checkpointer = std::make_unique<train::Checkpointer>(ckpt_dir, cfg.i("checkpoint_keep"));
+    checkpointer->set_mirror(mirror);
+    run->write_config(cfg);
+    log_config(cfg);
+    log::info("run directory {}; checkpoints in {}; {}", run->dir(), ckpt_dir, rt.describe());
+    if (resume) log::info("resuming from checkpoint {}", resume->first);
+  }
+  // One process per host extracts or downloads the data; the others read it after the barrier, as they
+  // read the checkpoint rank 0 chose (every host must see the checkpoint directory).
+  if (!topo || topo->local_rank == 0) data_dir = prepare_dataset(cfg);
+  barrier();
+  if (!leader) {
+    resume = find_resume_point(cfg, ckpt_dir, false);
+    if (resume) train::check_resume_config(cfg, resume->second.config, resume->first, true);
+  }
+  if (topo && topo->local_rank != 0) data_dir = prepare_dataset(cfg);
 
   // 2. Data: extract or download if needed, read and validate, carve the validation split.
-  const data::Dataset ds = data::read_dataset(prepare_dataset(cfg));
+  const data::Dataset ds = data::read_dataset(data_dir);
   const auto seed = static_cast<uint64_t>(cfg.i("seed"));
   data::TrainValSplit split = data::stratified_split(ds.train.fine, cfg.i("val_size"), seed);
   data::limit_train(split, cfg.i("train_limit"));
@@ -169,12 +207,13 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm) {
             static_cast<double>(model::count_macs(mc)) / 1e9);
 
   // 4. Train (or continue).
-  train::Trainer trainer(cfg, rt, net, run, &checkpointer);
+  train::Trainer trainer(cfg, rt, net, run ? &*run : nullptr, checkpointer.get(), group.get());
   const train::FitResult fit = trainer.fit(ds.train, split.train, split.val, resume ? &resume->second : nullptr);
   if (fit.stopped_by_signal) return exit_status_for(fit.stopped_by_signal);
+  if (!leader) return 0;  // rank 0 tests and writes the artifact
 
   // 5. Test once, with the weights chosen on the validation set.
-  if (!split.val.empty()) load_best_weights(net, run, ckpt_dir);
+  if (!split.val.empty()) load_best_weights(net, *run, ckpt_dir);
   const eval::Metrics test = eval::evaluate(net, ds.test, {}, rt, cfg.i("eval_batch_size"),
                                             static_cast<int>(cfg.i("workers")), [] { return signals::stop_requested(); },
                                             /*keep_outputs=*/true);
@@ -217,8 +256,8 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm) {
   report_json["split"] = "test";
   report_json["architecture"] = mc.name();
   report_json["weights"] = split.val.empty() ? "final" : "best";
-  eval::write_report_dir(run.file("report"), report, report_json, info.class_names);
-  run.write_results(results);
+  eval::write_report_dir(run->file("report"), report, report_json, info.class_names);
+  run->write_results(results);
   model::write_artifact(model_dir, *net, info);
   if (const std::string& to = cfg.s("model_out"); !to.empty()) {
     publish_artifact(model_dir, to);
@@ -227,9 +266,56 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm) {
   log::info("{}", train::format_test_line(test.loss, test.top1, test.top5, wall));
   if (!split.val.empty())
     log::info("tested the weights of epoch {} (best validation top-1 {:.4f})", fit.best_epoch, fit.best_val_top1);
-  log::info("results in {} (test report in {}); model artifact in {}", run.file("results.json"), run.file("report"),
+  log::info("results in {} (test report in {}); model artifact in {}", run->file("results.json"), run->file("report"),
             model_dir);
   return 0;
+}
+
+// How many processes on this host and where the job's master is: from the SageMaker layout (several
+// hosts: master hosts[0] on port 7777, this host's index, the network interface) or from the options.
+WorkerPlan plan_workers(const TrainArgs& a, const std::optional<SageMakerJob>& sm) {
+  WorkerPlan p;
+  if (a.nproc == "auto") {
+    const bool cpu = a.cfg.device == "cpu";
+    p.nproc = !cpu && torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 1;
+  } else {
+    try {
+      size_t used = 0;
+      p.nproc = std::stoi(a.nproc, &used);
+      if (used != a.nproc.size() || p.nproc < 1 || p.nproc > 1024) throw std::invalid_argument("range");
+    } catch (const std::exception&) {
+      fail_config("--nproc '{}': give a number of processes from 1 to 1024, or auto (one per visible GPU, else 1)",
+                  a.nproc);
+    }
+  }
+  std::map<std::string, std::string> overrides;
+  for (const auto& r : a.resolve) {
+    const auto eq = r.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == r.size())
+      fail_config("--resolve '{}': expected HOST=ADDRESS (for example algo-1=10.0.0.5)", r);
+    overrides[r.substr(0, eq)] = r.substr(eq + 1);
+  }
+  const char* t = std::getenv("CIFAR100_DIST_TIMEOUT");
+  const std::chrono::seconds timeout(t && *t ? std::max(1, std::atoi(t)) : 300);
+  if (sm && sm->env.hosts.size() > 1) {
+    const auto& hosts = sm->env.hosts;
+    const auto it = std::find(hosts.begin(), hosts.end(), sm->env.current_host);
+    if (it == hosts.end())
+      fail("resourceconfig.json: current_host '{}' is not among hosts [{}]", sm->env.current_host, fmt::join(hosts, ", "));
+    p.nnodes = static_cast<int>(hosts.size());
+    p.node_rank = static_cast<int>(it - hosts.begin());
+    p.master_addr = dist::resolve_host(hosts.front(), overrides, timeout);
+    p.master_port = a.master_port > 0 ? a.master_port : 7777;
+    if (auto self = overrides.find(sm->env.current_host); self != overrides.end()) p.self_addr = self->second;
+    else p.interface = sm->env.network_interface;
+    return p;
+  }
+  p.nnodes = a.nnodes;
+  p.node_rank = a.node_rank;
+  if (p.node_rank >= p.nnodes) fail_config("--node-rank {} must be below --nnodes {}", p.node_rank, p.nnodes);
+  p.master_addr = dist::resolve_host(a.master_addr, overrides, timeout);
+  p.master_port = a.master_port > 0 ? a.master_port : (p.nnodes > 1 ? 29500 : 0);
+  return p;
 }
 
 // Inside SageMaker every failure also goes to output/failure, which the console shows as FailureReason.
@@ -248,7 +334,15 @@ int run_train_job(const TrainArgs& a) {
       sagemaker::install_crash_reporter(failure_file);
     }
     const auto sm = detect_sagemaker(a.sagemaker);
-    return run_train(a, sm);
+    // A worker started by a launcher (ours or torchrun): join the group.
+    if (dist::environment_has_rank()) {
+      const dist::Topology topo = dist::from_environment();
+      return run_train(a, sm, topo.distributed() ? &topo : nullptr);
+    }
+    WorkerPlan plan = plan_workers(a, sm);
+    plan.failure_file = failure_file;
+    if (plan.nproc * plan.nnodes == 1) return run_train(a, sm, nullptr);
+    return run_workers(plan);
   } catch (const std::exception& e) {
     if (!failure_file.empty()) sagemaker::write_failure(failure_file, std::string("cifar100 train: ") + e.what());
     throw;
@@ -271,6 +365,26 @@ Runner add_train(CLI::App& root) {
                   "auto (default): use the SageMaker layout under $SAGEMAKER_BASE_DIR or /opt/ml when it is there; "
                   "on: require it; off: ignore it")
       ->check(CLI::IsMember({"auto", "on", "off"}));
+  sub->add_option("--nproc", a->nproc,
+                  "processes on this host, each training on its share of every global batch: a number, or auto "
+                  "(default: one per visible GPU, else 1)")
+      ->group("Distributed");
+  sub->add_option("--nnodes", a->nnodes, "hosts in the job (default 1; SageMaker: from resourceconfig.json)")
+      ->check(CLI::Range(1, 65536))
+      ->group("Distributed");
+  sub->add_option("--node-rank", a->node_rank, "this host's index, 0 to nnodes-1 (default 0; SageMaker: current_host's)")
+      ->check(CLI::Range(0, 65535))
+      ->group("Distributed");
+  sub->add_option("--master-addr", a->master_addr,
+                  "host of rank 0, which serves the rendezvous (default 127.0.0.1; SageMaker: hosts[0])")
+      ->group("Distributed");
+  sub->add_option("--master-port", a->master_port,
+                  "rendezvous port (default: a free port on one host, 29500 on several; SageMaker: 7777)")
+      ->check(CLI::Range(1, 65535))
+      ->group("Distributed");
+  sub->add_option("--resolve", a->resolve,
+                  "HOST=ADDRESS: use this address for a host name (repeatable; e.g. SageMaker host names without DNS)")
+      ->group("Distributed");
   return [a] { return run_train_job(*a); };
 }
 

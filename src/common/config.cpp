@@ -132,6 +132,16 @@ const std::vector<OptionSpec>& option_table() {
        "train on one pre-made batch reused every step instead of the loader (to measure the loader's cost)", "system",
        "", {}, -kBig, kBig},
       {"eval_batch_size", OptType::Int, "500", "batch size for validation and test", "system", "", {}, 1, 65536},
+      {"sync_bn", OptType::Bool, "false",
+       "distributed training: batch norm uses the statistics of the global batch (all ranks) instead of each "
+       "rank's share",
+       "system", "", {}, -kBig, kBig},
+      {"dist_timeout", OptType::Float, "300",
+       "distributed training: seconds to wait for every rank at the rendezvous and for any collective", "system",
+       "CIFAR100_DIST_TIMEOUT", {}, 1, 86400},
+      {"bucket_mb", OptType::Float, "25",
+       "distributed training: MiB of gradients per all-reduce bucket (the first bucket holds 1 MiB)", "system", "", {},
+       0.01, 4096},
       {"log_interval", OptType::Int, "50",
        "steps between progress lines when stdout is not a terminal; 0 = only epoch lines", "system", "", {}, 0, 1e9},
   };
@@ -147,7 +157,8 @@ ResumeRule resume_rule(const std::string& key) {
       "data_dir", "archive", "archive_md5", "archive_sha256", "data_url", "download_md5", "download_sha256",
       "download_bytes", "device", "threads",
       "workers", "prefetch", "eval_batch_size", "log_interval", "checkpoint_dir", "checkpoint_every_epochs",
-      "checkpoint_every_minutes", "checkpoint_keep", "resume", "caching_allocator", "checkpoint_mirror", "model_out"};
+      "checkpoint_every_minutes", "checkpoint_keep", "resume", "caching_allocator", "checkpoint_mirror", "model_out",
+      "dist_timeout", "bucket_mb"};
   if (must.count(key)) return ResumeRule::MustMatch;
   if (free.count(key)) return ResumeRule::Free;
   return ResumeRule::Warn;

@@ -22,7 +22,7 @@ inline uint64_t mix_keys(std::initializer_list<uint64_t> keys) {
 }
 
 // Named streams so that different uses of the same seed never share random numbers.
-enum class Stream : uint64_t { Shuffle = 1, Augment = 2, Split = 3, MixUp = 4, Init = 5, Test = 99 };
+enum class Stream : uint64_t { Shuffle = 1, Augment = 2, Split = 3, MixUp = 4, Init = 5, Dropout = 6, Test = 99 };
 
 // Small fast generator (xoshiro256**), seeded from a key.
 class Rng {

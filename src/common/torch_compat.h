@@ -90,3 +90,19 @@ typename StateMap::key_type optimizer_state_key(const StateMap&, const at::Tenso
   }
 }
 }  // namespace cifar::compat
+
+// c10d: the Gloo and NCCL process groups derive from ProcessGroup in 1.13 and from Backend since 2.0;
+// both have the same collectives. Defined only where CIFAR100_COMPAT_C10D is (the dist module).
+#ifdef CIFAR100_COMPAT_C10D
+#if TORCH_VERSION_MAJOR >= 2
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+namespace cifar::compat {
+using Collectives = c10d::Backend;
+}
+#else
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+namespace cifar::compat {
+using Collectives = c10d::ProcessGroup;
+}
+#endif
+#endif

@@ -12,12 +12,35 @@
 
 namespace cifar::data {
 
+int64_t global_batches(int64_t n, int64_t batch, bool drop_last, int64_t world) {
+  if (batch < 1) fail("loader: batch size must be at least 1");
+  if (world < 1 || batch < world)
+    fail("loader: the global batch ({}) must hold at least one image per rank ({} ranks)", batch, world);
+  if (n < world) fail("loader: {} images cannot be shared among {} ranks", n, world);
+  const int64_t full = n / batch, tail = n % batch;
+  if (drop_last && full > 0) return full;
+  if (tail == 0) return full;
+  if (tail < world && full > 0) return full;  // the tail joins the last full batch
+  return full + 1;
+}
+
+std::pair<int64_t, int64_t> global_batch_range(int64_t n, int64_t batch, bool drop_last, int64_t world, int64_t b) {
+  const int64_t batches = global_batches(n, batch, drop_last, world);
+  const int64_t begin = b * batch;
+  int64_t end = std::min(begin + batch, n);
+  if (b == batches - 1 && !drop_last) end = n;  // a merged tail
+  return {begin, end};
+}
+
+std::pair<int64_t, int64_t> rank_share(int64_t begin, int64_t end, int64_t rank, int64_t world) {
+  const int64_t m = end - begin;
+  return {begin + m * rank / world, begin + m * (rank + 1) / world};
+}
+
 Loader::Loader(const Split& split, std::vector<int64_t> indices, LoaderOptions opts)
     : split_(split), indices_(std::move(indices)), opts_(opts) {
-  if (opts_.batch_size < 1) fail("loader: batch size must be at least 1");
-  const auto n = static_cast<int64_t>(indices_.size());
-  batches_ = (opts_.drop_last && n >= opts_.batch_size) ? n / opts_.batch_size
-                                                        : (n + opts_.batch_size - 1) / opts_.batch_size;
+  if (opts_.rank < 0 || opts_.rank >= opts_.world) fail("loader: rank {} outside a world of {}", opts_.rank, opts_.world);
+  batches_ = global_batches(static_cast<int64_t>(indices_.size()), opts_.batch_size, opts_.drop_last, opts_.world);
   for (int i = 0; i < opts_.workers; ++i) threads_.emplace_back([this] { worker_loop(); });
 }
 
@@ -50,11 +73,13 @@ void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
 
 Batch Loader::make_batch(int64_t b, int64_t epoch, const Order& order_ptr) const {
   const std::vector<int64_t>& order = *order_ptr;
-  const int64_t begin = b * opts_.batch_size;
-  const int64_t end = std::min<int64_t>(begin + opts_.batch_size, static_cast<int64_t>(order.size()));
+  const auto n = static_cast<int64_t>(order.size());
+  const auto [gbegin, gend] = global_batch_range(n, opts_.batch_size, opts_.drop_last, opts_.world, b);
+  const auto [begin, end] = rank_share(gbegin, gend, opts_.rank, opts_.world);
   const int64_t bs = end - begin;
   Batch batch;
   batch.index = b;
+  batch.global_size = gend - gbegin;
   at::Tensor images = opts_.channels_last ? torch::empty({bs, kImageSize, kImageSize, kChannels}, torch::kFloat32)
                                           : torch::empty({bs, kChannels, kImageSize, kImageSize}, torch::kFloat32);
   at::Tensor labels = torch::empty({bs}, torch::kInt64);

@@ -2,6 +2,9 @@
 // model's memory format) ahead of the training loop, through a bounded queue. Shuffling is per epoch and
 // every augmentation draw is keyed by (seed, epoch, sample index), so batches are identical whatever
 // the number of workers, and an epoch can start at any batch (resume).
+// Distributed training: every rank shuffles the same permutation (seed, epoch), cuts it into the same
+// global batches, and takes its own contiguous share of each; the union of the ranks' batches of a step is
+// the batch a single process would see, so the data a step sees does not depend on the world size.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -11,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -29,12 +33,23 @@ struct LoaderOptions {
   int workers = 1;   // 0 = build batches in the calling thread
   int prefetch = 4;  // batches prepared ahead
   bool channels_last = true;
+  int rank = 0, world = 1;  // distributed sampling: this process's share of every global batch
 };
+
+// The global batches of an epoch of `n` samples with global batch size `batch` over `world` ranks: how
+// many, and where each lies in the epoch's order. Every rank must get a sample of every batch, so a tail
+// smaller than `world` joins the batch before it (drop_last=false); drop_last drops any partial tail.
+// Throws when n < world or batch < world.
+int64_t global_batches(int64_t n, int64_t batch, bool drop_last, int64_t world);
+std::pair<int64_t, int64_t> global_batch_range(int64_t n, int64_t batch, bool drop_last, int64_t world, int64_t b);
+// Rank `rank`'s contiguous share of [begin, end): sizes differ by at most one.
+std::pair<int64_t, int64_t> rank_share(int64_t begin, int64_t end, int64_t rank, int64_t world);
 
 struct Batch {
   at::Tensor images;  // float32 [B, 3, 32, 32], channels-last strides when requested
   at::Tensor labels;  // int64 [B] fine labels
   int64_t index = 0;  // batch number within the epoch
+  int64_t global_size = 0;  // images in the global batch (all ranks together); == labels.size(0) with one rank
 };
 
 class Loader {

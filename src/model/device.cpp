@@ -1,5 +1,7 @@
 #include "model/device.h"
 
+#include <algorithm>
+
 #include <torch/torch.h>
 
 #include "common/config.h"
@@ -15,7 +17,7 @@ std::string Runtime::describe() const {
                      threads, channels_last ? "channels_last" : "contiguous");
 }
 
-Runtime setup_runtime(const Config& cfg) {
+Runtime setup_runtime(const Config& cfg, int local_rank, int local_world) {
   Runtime rt;
   const std::string& dev = cfg.s("device");
   const bool cuda_ok = torch::cuda::is_available();
@@ -24,9 +26,9 @@ Runtime setup_runtime(const Config& cfg) {
       fail("device=cuda was asked for, but {} (set device=cpu or device=auto)",
            !at::hasCUDA() ? "this LibTorch was built without CUDA"
                                                                   : "no CUDA GPU is visible");
-    rt.device = c10::Device(c10::kCUDA, 0);
+    rt.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
   } else if (dev == "auto" && cuda_ok) {
-    rt.device = c10::Device(c10::kCUDA, 0);
+    rt.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
   }
   const std::string& prec = cfg.s("precision");
   if (prec == "bf16") {
@@ -36,7 +38,9 @@ Runtime setup_runtime(const Config& cfg) {
   } else if (prec == "auto") {
     rt.bf16 = rt.device.is_cuda() || cpu::has_fast_bf16();
   }
-  rt.threads = cfg.i("threads") > 0 ? static_cast<int>(cfg.i("threads")) : cpu::available_cores();
+  // threads=0: the host's cores, shared among the processes of a distributed run on this host.
+  rt.threads = cfg.i("threads") > 0 ? static_cast<int>(cfg.i("threads"))
+                                    : std::max(1, cpu::available_cores() / std::max(1, local_world));
   torch::set_num_threads(rt.threads);
   rt.channels_last = cfg.b("channels_last");
   if (cfg.b("caching_allocator")) install_caching_cpu_allocator(size_t{8} << 30);

@@ -19,8 +19,9 @@ struct Runtime {
   std::string describe() const;
 };
 
-// Resolves device/precision/threads from the config and applies the thread setting.
-Runtime setup_runtime(const Config& cfg);
+// Resolves device/precision/threads from the config and applies the thread setting. In a distributed run,
+// `local_rank` picks the GPU and threads=0 shares the cores among the host's `local_world` processes.
+Runtime setup_runtime(const Config& cfg, int local_rank = 0, int local_world = 1);
 // Seeds torch's global generators (CPU and CUDA).
 void seed_torch(uint64_t seed);
 

@@ -25,6 +25,12 @@ struct WrnConfig {
   std::string name() const { return "WRN-" + std::to_string(depth) + "-" + std::to_string(width); }
 };
 
+// Every batch norm of the model runs through batch_norm(); distributed training may route it elsewhere
+// (synchronised batch norm). Not thread-safe to change while a forward pass runs.
+using BatchNormOverride = torch::Tensor (*)(torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x);
+void set_batch_norm_override(BatchNormOverride f);
+torch::Tensor batch_norm(torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x);
+
 class WideBasicImpl : public torch::nn::Module {
  public:
   WideBasicImpl(int64_t in_planes, int64_t out_planes, int64_t stride, double dropout);

@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstdlib>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -16,6 +18,9 @@
 #include "common/torch_compat.h"
 #include "data/loader.h"
 #include "data/transforms.h"
+#include "dist/group.h"
+#include "dist/reducer.h"
+#include "dist/sync_bn.h"
 #include "eval/evaluate.h"
 #include "model/weights.h"
 #include "train/losses.h"
@@ -27,11 +32,40 @@ namespace cifar::train {
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// A 64-bit digest of the weights, buffers and momentum, in logical element order (memory formats aside).
+uint64_t state_digest(const Snapshot& s) {
+  uint64_t h = 1469598103934665603ull;
+  auto add = [&](const at::Tensor& t) {
+    if (!t.defined()) {
+      h = (h ^ 0xff) * 1099511628211ull;
+      return;
+    }
+    const at::Tensor c = t.contiguous();
+    const auto* p = static_cast<const unsigned char*>(c.data_ptr());
+    const size_t n = static_cast<size_t>(c.numel()) * c.element_size();
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  };
+  for (const auto& [name, t] : s.model) add(t);
+  for (const auto& t : s.momentum) add(t);
+  return h;
+}
+
+// Sync batch norm only for the duration of fit().
+struct SyncBnScope {
+  explicit SyncBnScope(dist::Group* g) : on(g != nullptr) {
+    if (on) dist::use_sync_batch_norm(g);
+  }
+  ~SyncBnScope() {
+    if (on) dist::use_sync_batch_norm(nullptr);
+  }
+  bool on;
+};
 }  // namespace
 
-Trainer::Trainer(const Config& cfg, const model::Runtime& rt, model::WideResNet net, const RunDir& run,
-                 Checkpointer* ckpt)
-    : cfg_(cfg), rt_(rt), net_(std::move(net)), run_(run), ckpt_(ckpt) {}
+Trainer::Trainer(const Config& cfg, const model::Runtime& rt, model::WideResNet net, const RunDir* run,
+                 Checkpointer* ckpt, dist::Group* group)
+    : cfg_(cfg), rt_(rt), net_(std::move(net)), run_(run), ckpt_(ckpt), group_(group) {}
 
 FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t>& train_idx,
                        const std::vector<int64_t>& val_idx, const Snapshot* resume) {
@@ -45,6 +79,13 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
   lo.workers = static_cast<int>(cfg_.i("workers"));
   lo.prefetch = static_cast<int>(cfg_.i("prefetch"));
   lo.channels_last = rt_.channels_last;
+  const int rank = group_ ? group_->rank() : 0;
+  const int world = group_ ? group_->world() : 1;
+  lo.rank = rank;
+  lo.world = world;
+  if (lo.batch_size % world != 0)
+    fail_config("batch_size {} is the global batch and must divide evenly among the {} ranks: choose a multiple of {}",
+                lo.batch_size, world, world);
   data::Loader loader(train_split, train_idx, lo);
 
   const int64_t steps_per_epoch = loader.batches_per_epoch();
@@ -75,13 +116,59 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
     stopper.restore(st.es_best, st.es_best_epoch, st.es_bad_epochs);
     std::vector<nlohmann::json> lines;
     for (const auto& m : st.history) lines.push_back(to_json(m));
-    run_.rewrite_metrics(lines);
+    if (run_) run_->rewrite_metrics(lines);
     if (st.batch > steps_per_epoch)
       fail("the checkpoint stands at batch {} of epoch {}, but this configuration has {} batches per epoch",
            st.batch, st.epoch + 1, steps_per_epoch);
     log::info("resuming at epoch {}, batch {}/{} (step {}){}", st.epoch + 1, st.batch, steps_per_epoch, st.step,
               st.finished ? ": training had finished; only the final steps remain" : "");
   }
+
+  // Data parallel: every rank starts from rank 0's weights and buffers; gradients are summed in buckets.
+  std::unique_ptr<dist::Reducer> reducer;
+  const bool sync_bn = group_ && cfg_.b("sync_bn");
+  SyncBnScope sync_bn_scope(sync_bn ? group_ : nullptr);
+  auto broadcast_buffers = [&] {
+    std::vector<at::Tensor> bufs = net_->buffers();
+    group_->broadcast(bufs);
+  };
+  if (group_) {
+    std::vector<at::Tensor> state = net_->parameters();
+    for (auto& b : net_->buffers()) state.push_back(b);
+    group_->broadcast(state);
+    const double mib = 1024.0 * 1024.0;
+    reducer = std::make_unique<dist::Reducer>(*group_, params, static_cast<int64_t>(cfg_.f("bucket_mb") * mib),
+                                              static_cast<int64_t>(mib), 3);
+    log::info("data parallel over {} ranks: {} per rank per step, {} gradient buckets ({:.1f} MiB), batch norm {}",
+              world, lo.batch_size / world, reducer->bucket_count(), static_cast<double>(reducer->bytes()) / mib,
+              sync_bn ? "synchronised" : "local to each rank");
+  }
+  // Every rank must stop at the same step: a rank's stop request rides in the gradient all-reduce (per
+  // step) or in this one (between phases).
+  auto stop_agreed = [&](bool mine) {
+    if (!group_) return mine;
+    at::Tensor f = torch::full({1}, mine ? 1.0 : 0.0, torch::dtype(torch::kFloat32).device(rt_.device));
+    group_->allreduce(f);
+    return f.item<float>() > 0;
+  };
+  auto adopt_stop = [&] {
+    if (!signals::stop_requested()) signals::request_stop(SIGTERM);  // another rank was signalled
+  };
+  // The weights, buffers and momentum must stay identical on every rank: checked once per epoch.
+  auto check_ranks_agree = [&](const char* when) {
+    if (!group_) return;
+    Snapshot snap = capture(*net_, *optimizer, params, st, nlohmann::json::object(), "check");
+    uint64_t mine = state_digest(snap);
+    if (const char* t = std::getenv("CIFAR100_TEST_PERTURB_RANK"); t && std::atoi(t) == rank) mine ^= 1;
+    const std::vector<uint64_t> all = group_->allgather(mine);
+    for (int r = 1; r < world; ++r)
+      if (all[static_cast<size_t>(r)] != all[0])
+        fail("ranks disagree {}: the weights, buffers or optimizer state of rank {} differ from rank 0's (digest {:016x} "
+             "against {:016x}); the run cannot continue consistently",
+             when, r, all[static_cast<size_t>(r)], all[0]);
+  };
+  double backward_seconds = 0;
+  int64_t backward_steps = 0;
 
   // Saves run in the background; a signal's save is synchronous so the process can exit right after it.
   auto last_save = Clock::now();
@@ -108,6 +195,7 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
     return result;
   };
 
+  check_ranks_agree("at the start");
   log::info("training {} images for {} epochs of {} steps (batch {}, peak lr {:.4g}, warmup {} steps), validating on {}",
             loader.size(), epochs, steps_per_epoch, lo.batch_size, sched.peak_lr, sched.warmup_steps, val_idx.size());
 
@@ -151,6 +239,10 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
       torch::Tensor y = batch->labels.to(rt_.device, /*non_blocking=*/true);
       const int64_t bs = y.size(0);
 
+      // Dropout draws from torch's generator: in a distributed run, keyed by (step, rank), so that a resume
+      // continues the same masks without every rank's generator state in the checkpoint.
+      if (group_)
+        torch::manual_seed(Rng(seed, Stream::Dropout, {static_cast<uint64_t>(st.step), static_cast<uint64_t>(rank)}).next() >> 1);
       Mixed mixed;
       if (mixing) {
         Rng rng(seed, Stream::MixUp, {static_cast<uint64_t>(st.step)});
@@ -162,26 +254,48 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
         logits = net_->forward(mixing ? mixed.inputs : x);
       }
       torch::Tensor loss = mixing ? mixup_loss(logits, y, mixed, eps) : smoothed_cross_entropy(logits, y, eps);
-
-      for (auto& p : params) p.mutable_grad() = torch::Tensor();  // zero_grad(set_to_none)
-      loss.backward();
-      if (clip > 0) torch::nn::utils::clip_grad_norm_(params, clip);
-      optimizer->step();
-
+      torch::Tensor hits;
       {
         torch::NoGradGuard no_grad;
-        loss_sum += loss.detach().to(torch::kFloat64) * static_cast<double>(bs);
-        hit_sum += mixing ? mixup_correct(logits.detach(), y, mixed)
-                             : logits.detach().argmax(1).eq(y).sum().to(torch::kFloat64);
+        hits = mixing ? mixup_correct(logits.detach(), y, mixed)
+                      : logits.detach().argmax(1).eq(y).sum().to(torch::kFloat64);
       }
-      st.seen += bs;
+
+      for (auto& p : params) p.mutable_grad() = torch::Tensor();  // zero_grad(set_to_none)
+      bool stop_now = false;
+      const auto t_backward = Clock::now();
+      if (reducer) {
+        // Each rank's loss is its share of the global batch's mean, so the summed gradients are the
+        // gradient of the global mean, whatever the shares' sizes.
+        const auto opts = torch::dtype(torch::kFloat32).device(rt_.device);
+        reducer->prepare({loss.detach().to(torch::kFloat32) * static_cast<double>(bs), hits.to(torch::kFloat32),
+                          torch::full({1}, signals::stop_requested() ? 1.0 : 0.0, opts)});
+        (loss * (static_cast<double>(bs) / static_cast<double>(batch->global_size))).backward();
+        const at::Tensor sums = reducer->finish().to(torch::kFloat64);
+        torch::NoGradGuard no_grad;
+        loss_sum += sums[0];
+        hit_sum += sums[1];
+        stop_now = sums[2].item<double>() > 0;
+      } else {
+        loss.backward();
+        torch::NoGradGuard no_grad;
+        loss_sum += loss.detach().to(torch::kFloat64) * static_cast<double>(bs);
+        hit_sum += hits;
+        stop_now = signals::stop_requested();
+      }
+      backward_seconds += seconds_since(t_backward);
+      ++backward_steps;
+      if (clip > 0) torch::nn::utils::clip_grad_norm_(params, clip);  // the global norm: gradients are summed
+      optimizer->step();
+      st.seen += batch->global_size;
       st.batch = batch->index + 1;
       ++st.step;
       if (batch->index % 10 == 0 || st.batch == steps_per_epoch)
         shown_loss = fmt::format("loss {:.4f}", loss_sum.item<double>() / static_cast<double>(st.seen));
       progress.update(st.batch, st.seen, shown_loss);
 
-      if (signals::stop_requested()) {
+      if (stop_now) {
+        adopt_stop();
         progress.finish();
         sync_meters();
         return interrupted(signals::stop_signal());
@@ -206,10 +320,42 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
            m.train_loss, m.epoch, cfg_.text("lr"), cfg_.text("grad_clip"));
     m.train_seconds = st.train_seconds;
     m.images_per_second = static_cast<double>(st.seen) / std::max(st.train_seconds, 1e-9);
+    if (reducer) {
+      const dist::ReducerStats rs = reducer->take_stats();
+      const double n = static_cast<double>(std::max<int64_t>(rs.steps, 1));
+      const double bw = backward_seconds / static_cast<double>(std::max<int64_t>(backward_steps, 1));
+      log::info("all-reduce per step: backward {:.1f} ms (all-reduce included), communication busy {:.1f} ms, exposed "
+                "{:.1f} ms after backward ({:.0f}% hidden by the overlap)",
+                bw * 1e3, rs.comm_busy_seconds / n * 1e3, rs.exposed_seconds / n * 1e3,
+                rs.comm_busy_seconds > 0 ? 100.0 * std::max(0.0, 1.0 - rs.exposed_seconds / rs.comm_busy_seconds) : 0.0);
+      backward_seconds = 0;
+      backward_steps = 0;
+      // Local batch norm: rank 0's running statistics are the model's (as DDP's broadcast_buffers).
+      if (!sync_bn) broadcast_buffers();
+      check_ranks_agree(fmt::format("after epoch {}", m.epoch).c_str());
+    }
     bool improved = true;
     if (has_val) {
-      const eval::Metrics v = eval::evaluate(net_, train_split, val_idx, rt_, cfg_.i("eval_batch_size"), lo.workers,
-                                             [] { return signals::stop_requested(); });
+      // Each rank validates its share; the sums are reduced, so every rank sees the same figures.
+      const auto [vb, ve] = data::rank_share(0, static_cast<int64_t>(val_idx.size()), rank, world);
+      const std::vector<int64_t> share(val_idx.begin() + vb, val_idx.begin() + ve);
+      eval::Metrics v;
+      if (!share.empty())
+        v = eval::evaluate(net_, train_split, share, rt_, cfg_.i("eval_batch_size"), lo.workers,
+                           [] { return signals::stop_requested(); });
+      if (group_) {
+        const auto c = static_cast<double>(v.count);
+        at::Tensor sums = torch::tensor({v.loss * c, v.top1 * c, v.top5 * c, c, v.interrupted ? 1.0 : 0.0},
+                                        torch::dtype(torch::kFloat64));
+        group_->allreduce(sums);
+        const double total = std::max(sums[3].item<double>(), 1.0);
+        v.loss = sums[0].item<double>() / total;
+        v.top1 = sums[1].item<double>() / total;
+        v.top5 = sums[2].item<double>() / total;
+        v.count = static_cast<int64_t>(total);
+        v.interrupted = sums[4].item<double>() > 0;
+        if (v.interrupted) adopt_stop();
+      }
       if (v.interrupted) return interrupted(signals::stop_signal());  // validation is redone on resume
       m.has_val = true;
       m.val_loss = v.loss;
@@ -218,7 +364,7 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
       improved = stopper.update(m.epoch, v.top1);
     }
     m.epoch_seconds = st.train_seconds + seconds_since(t_phase);
-    run_.append_metrics(to_json(m));
+    if (run_) run_->append_metrics(to_json(m));
     log::info("{}", format_epoch_line(m));
 
     // The epoch is complete: the state now stands at the start of the next one.
@@ -241,18 +387,21 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
     if (st.epoch >= epochs) st.finished = true;
     bool saved = false;
     if (improved) {
-      model::save_weights(*net_, run_.best_weights());
+      if (run_) model::save_weights(*net_, run_->best_weights());
       if (has_val) {
         checkpoint("best", true, false);
         saved = true;  // a best checkpoint is a complete resume point too
       }
     }
     if (!saved && !st.finished && every_epochs > 0 && st.epoch % every_epochs == 0) checkpoint("epoch", false, false);
-    if (signals::stop_requested()) return interrupted(signals::stop_signal());
+    if (stop_agreed(signals::stop_requested())) {
+      adopt_stop();
+      return interrupted(signals::stop_signal());
+    }
   }
   // ============================================================================================
 
-  model::save_weights(*net_, run_.final_weights());
+  if (run_) model::save_weights(*net_, run_->final_weights());
   checkpoint("final", false, true);
   result.history = st.history;
   result.best_epoch = st.best_epoch;

@@ -1,7 +1,9 @@
 // The training loop: per-iteration LR schedule, MixUp, label smoothing, bf16 autocast, gradient
 // clipping, SGD; validation every epoch with early stopping and best-model selection; metrics to the
 // run directory and the log; checkpoints (every N epochs, every N minutes, best, final, on SIGTERM/SIGINT)
-// and bit-exact resume from any of them, mid-epoch included.
+// and bit-exact resume from any of them, mid-epoch included. With a process group: data-parallel training
+// (each rank its share of every global batch, gradients summed in buckets during backward, metrics
+// reduced, only rank 0 writing files).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -18,6 +20,10 @@ namespace cifar {
 class Config;
 }
 
+namespace cifar::dist {
+class Group;
+}
+
 namespace cifar::train {
 
 struct FitResult {
@@ -30,8 +36,10 @@ struct FitResult {
 
 class Trainer {
  public:
-  // `ckpt` may be null (no checkpoints).
-  Trainer(const Config& cfg, const model::Runtime& rt, model::WideResNet net, const RunDir& run, Checkpointer* ckpt);
+  // `ckpt` may be null (no checkpoints); so may `run` (no files: the other ranks of a distributed run).
+  // `group`: train data-parallel with the other ranks (null: alone).
+  Trainer(const Config& cfg, const model::Runtime& rt, model::WideResNet net, const RunDir* run, Checkpointer* ckpt,
+          dist::Group* group = nullptr);
   // Trains on `train_idx` of `train_split`, validating on `val_idx` (may be empty), from scratch or from
   // `resume`. Leaves the model with its final weights; best.pt and final.pt are in the run directory.
   FitResult fit(const data::Split& train_split, const std::vector<int64_t>& train_idx,
@@ -41,8 +49,9 @@ class Trainer {
   const Config& cfg_;
   model::Runtime rt_;
   model::WideResNet net_;
-  const RunDir& run_;
+  const RunDir* run_;
   Checkpointer* ckpt_;
+  dist::Group* group_;
 };
 
 // Checks that a checkpoint may continue under the current config: keys the weights or data order depend

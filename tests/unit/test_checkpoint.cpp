@@ -449,7 +449,7 @@ TEST(Trainer, GradClipBoundsTheGlobalGradientNormOfAStep) {
     std::vector<torch::Tensor> before;
     for (const auto& p : net->parameters()) before.push_back(p.detach().clone());
     train::RunDir run(temp_dir("clip") + "/run", false, false);
-    train::Trainer trainer(cfg, rt, net, run, nullptr);
+    train::Trainer trainer(cfg, rt, net, &run, nullptr);
     const data::Split split = synth::make_split(32, 10, 1);
     std::vector<int64_t> idx(32);
     std::iota(idx.begin(), idx.end(), 0);
