@@ -35,6 +35,7 @@ ENDPOINT_NAME=${CIFAR100_ENDPOINT:-cifar100}
 MAX_RUNTIME=${CIFAR100_MAX_RUNTIME:-86400}
 MAX_WAIT=${CIFAR100_MAX_WAIT:-}
 VOLUME_GB=${CIFAR100_VOLUME_GB:-30}
+INSTANCE_COUNT=${CIFAR100_INSTANCE_COUNT:-1}
 POLL=${CIFAR100_POLL_SECONDS:-30}
 TEST_IMAGE=${CIFAR100_TEST_IMAGE:-}
 # ASSUMPTION, not a quoted price: managed spot training is billed at the spot price, which AWS advertises
@@ -101,6 +102,7 @@ Environment (options override):
   CIFAR100_ENDPOINT     endpoint name (default cifar100)
   CIFAR100_MAX_RUNTIME, CIFAR100_MAX_WAIT   seconds (default 86400, and 2 x runtime for spot)
   CIFAR100_VOLUME_GB    training volume (default 30)
+  CIFAR100_INSTANCE_COUNT   training instances (default 1; more: one data-parallel job over all)
   CIFAR100_POLL_SECONDS polling interval of follow and deploy (default 30)
   CIFAR100_TEST_IMAGE   PNG/JPEG that deploy sends to the new endpoint
   CIFAR100_SPOT_DISCOUNT  ASSUMED spot discount for the estimate (default 0.70)
@@ -153,6 +155,8 @@ Options:
   --max-runtime S       StoppingCondition.MaxRuntimeInSeconds (\$CIFAR100_MAX_RUNTIME, default 86400)
   --max-wait S          MaxWaitTimeInSeconds for spot, >= max runtime (\$CIFAR100_MAX_WAIT, default 2 x runtime)
   --hours H             expected hours for the cost estimate (default: the max runtime)
+  --instance-count N    instances (hosts) for data-parallel training (\$CIFAR100_INSTANCE_COUNT, default 1);
+                        each host starts one process per GPU and they form one group (batch_size is global)
   --volume-gb N         training volume size (\$CIFAR100_VOLUME_GB, default 30)
   --bucket, --prefix, --role-name   as for setup; --role-arn ARN (\$CIFAR100_ROLE_ARN) skips the lookup
   --image URI           training image (\$CIFAR100_IMAGE; default the ECR image of setup)
@@ -660,6 +664,7 @@ cmd_train() {
       --max-wait) need_value "$@"; MAX_WAIT=$2; shift 2 ;;
       --hours) need_value "$@"; hours=$2; shift 2 ;;
       --volume-gb) need_value "$@"; VOLUME_GB=$2; shift 2 ;;
+      --instance-count) need_value "$@"; INSTANCE_COUNT=$2; shift 2 ;;
       --bucket) need_value "$@"; BUCKET=$2; shift 2 ;;
       --prefix) need_value "$@"; PREFIX=$2; shift 2 ;;
       --role-name) need_value "$@"; ROLE_NAME=$2; shift 2 ;;
@@ -688,6 +693,9 @@ cmd_train() {
   fi
   if ! { is_uint "$VOLUME_GB" && ((VOLUME_GB >= 1)); }; then
     bad_usage "--volume-gb must be a positive number, not '$VOLUME_GB'"
+  fi
+  if ! { is_uint "$INSTANCE_COUNT" && ((INSTANCE_COUNT >= 1 && INSTANCE_COUNT <= 100)); }; then
+    bad_usage "--instance-count must be 1-100, not '$INSTANCE_COUNT'"
   fi
   [[ -z $hours || $hours =~ ^[0-9]+([.][0-9]+)?$ ]] || bad_usage "--hours must be a number, not '$hours'"
   if [[ -z $job ]]; then
@@ -737,7 +745,7 @@ cmd_train() {
 
   jq -n --arg name "$job" --arg image "$IMAGE" --arg role "$ROLE_ARN" --argjson hp "$hp" --argjson md "$md" \
     --arg data "$data_s3" --arg out "$out_s3" --arg ckpt "$ckpt_s3" --arg type "$TRAIN_INSTANCE" \
-    --argjson volume "$VOLUME_GB" --argjson runtime "$MAX_RUNTIME" --argjson spot "$( ((spot)) && echo true || echo false)" \
+    --argjson volume "$VOLUME_GB" --argjson count "$INSTANCE_COUNT" --argjson runtime "$MAX_RUNTIME" --argjson spot "$( ((spot)) && echo true || echo false)" \
     --argjson wait "${MAX_WAIT:-0}" '
     {TrainingJobName: $name,
      AlgorithmSpecification: {TrainingImage: $image, TrainingInputMode: "File", MetricDefinitions: $md},
@@ -746,7 +754,7 @@ cmd_train() {
      InputDataConfig: [{ChannelName: "training", InputMode: "File",
        DataSource: {S3DataSource: {S3DataType: "S3Prefix", S3Uri: $data, S3DataDistributionType: "FullyReplicated"}}}],
      OutputDataConfig: {S3OutputPath: $out},
-     ResourceConfig: {InstanceType: $type, InstanceCount: 1, VolumeSizeInGB: $volume},
+     ResourceConfig: {InstanceType: $type, InstanceCount: $count, VolumeSizeInGB: $volume},
      StoppingCondition: ({MaxRuntimeInSeconds: $runtime} + (if $spot then {MaxWaitTimeInSeconds: $wait} else {} end)),
      EnableManagedSpotTraining: $spot,
      CheckpointConfig: {S3Uri: $ckpt, LocalPath: "/opt/ml/checkpoints"},
@@ -755,13 +763,13 @@ cmd_train() {
   local price est_hours od sp
   price=$(instance_field "$TRAIN_INSTANCE" 6)
   est_hours=${hours:-$(awk -v s="$MAX_RUNTIME" 'BEGIN{printf "%.2f", s/3600}')}
-  od=$(awk -v p="$price" -v h="$est_hours" 'BEGIN{printf "%.2f", p*h}')
-  sp=$(awk -v p="$price" -v h="$est_hours" -v d="$SPOT_DISCOUNT" 'BEGIN{printf "%.2f", p*h*(1-d)}')
+  od=$(awk -v p="$price" -v h="$est_hours" -v n="$INSTANCE_COUNT" 'BEGIN{printf "%.2f", p*h*n}')
+  sp=$(awk -v p="$price" -v h="$est_hours" -v n="$INSTANCE_COUNT" -v d="$SPOT_DISCOUNT" 'BEGIN{printf "%.2f", p*h*n*(1-d)}')
   say "training job $job"
   say "  config $CONFIG; hyperparameters $(jq -c . <<<"$hp")"
   say "  image $IMAGE; role $ROLE_ARN"
   say "  data $data_s3; checkpoints $ckpt_s3; model to $out_s3/$job/output/model.tar.gz"
-  say "cost estimate, $TRAIN_INSTANCE at \$$price/hour on-demand (us-east-1, approximate), for $est_hours h$( [[ -n $hours ]] && echo "" || echo " (the max runtime; --hours for your estimate)"):"
+  say "cost estimate, $( ((INSTANCE_COUNT > 1)) && echo "$INSTANCE_COUNT x " )$TRAIN_INSTANCE at \$$price/hour on-demand (us-east-1, approximate), for $est_hours h$( [[ -n $hours ]] && echo "" || echo " (the max runtime; --hours for your estimate)"):"
   say "  on-demand:    \$$od"
   say "  managed spot: ~\$$sp  (ASSUMING a $(awk -v d="$SPOT_DISCOUNT" 'BEGIN{printf "%g", d*100}')% spot discount; the real one varies)"
   if ((spot)); then

@@ -291,6 +291,9 @@ class Deploy(unittest.TestCase):
         r = self.deploy("train", "--bucket", "my-models", "--yes")
         self.assertEqual(r.returncode, 2)
         self.assertIn('must contain "sagemaker"', r.stderr)
+        r = self.deploy("train", "--instance-count", "0", "--yes")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--instance-count must be 1-100, not '0'", r.stderr)
         r = self.deploy("train", "--instance-type", "ml.p4d.24xlarge", "--yes")
         self.assertEqual(r.returncode, 2)
         self.assertIn("unknown instance type 'ml.p4d.24xlarge'", r.stderr)
@@ -386,6 +389,16 @@ class Deploy(unittest.TestCase):
         self.assertTrue(NAME_RX.fullmatch(got["TrainingJobName"]))
         self.assertEqual(got["ResourceConfig"]["InstanceType"], "ml.c5.2xlarge")
         self.assertIn("on-demand:    $0.20", out)
+        self.assertEqual(sm.validate("CreateTrainingJobRequest", got), [])
+
+        # Several instances: one data-parallel job; the estimate counts every instance.
+        r = self.deploy("--dry-run", "train", "--no-spot", "--bucket", BUCKET, "--role-arn", role, "--image", image,
+                        "--config", "quick-cpu", "--instance-count", "3", "--hours", "0.5", env=env)
+        out = self.ok(r)
+        got, _ = self.request_json(out, "create-training-job")
+        self.assertEqual(got["ResourceConfig"]["InstanceCount"], 3)
+        self.assertIn("cost estimate, 3 x ml.c5.2xlarge", out)
+        self.assertIn("on-demand:    $0.61", out)
         self.assertEqual(sm.validate("CreateTrainingJobRequest", got), [])
 
         # setup, deploy and cleanup print what they would create, and send nothing either.
