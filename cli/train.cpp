@@ -208,6 +208,16 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm, const d
 
   // 4. Train (or continue).
   train::Trainer trainer(cfg, rt, net, run ? &*run : nullptr, checkpointer.get(), group.get());
+  // ShardedByS3Key: SageMaker gave each host its own part of the training objects.
+  if (sm && topo && sm->env.hosts.size() > 1)
+    for (const auto& c : sm->env.channels) {
+      if (c.distribution != "ShardedByS3Key") continue;
+      if (c.name == "test") {
+        log::warn("channel 'test' is ShardedByS3Key: rank 0 tests on the part its host received");
+        continue;
+      }
+      trainer.shard_by_host(topo->local_rank, topo->local_world, static_cast<int>(sm->env.hosts.size()));
+    }
   const train::FitResult fit = trainer.fit(ds.train, split.train, split.val, resume ? &resume->second : nullptr);
   if (fit.stopped_by_signal) return exit_status_for(fit.stopped_by_signal);
   if (!leader) return 0;  // rank 0 tests and writes the artifact

@@ -6,6 +6,7 @@
 // global batches, and takes its own contiguous share of each; the union of the ranks' batches of a step is
 // the batch a single process would see, so the data a step sees does not depend on the world size.
 #pragma once
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -61,6 +62,8 @@ class Loader {
 
   int64_t size() const { return static_cast<int64_t>(indices_.size()); }
   int64_t batches_per_epoch() const { return batches_; }
+  // Stops every epoch after `n` batches (hosts with shards of different sizes agree on the shortest).
+  void limit_batches(int64_t n) { batches_ = std::min(batches_, n); }
   // Starts producing the batches of `epoch`, beginning at batch `first_batch`.
   void start_epoch(int64_t epoch, int64_t first_batch = 0);
   // The next batch of the current epoch, or nothing at its end.

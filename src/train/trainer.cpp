@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <optional>
+#include <algorithm>
 
 #include <nlohmann/json.hpp>
 
@@ -83,10 +84,26 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
   const int world = group_ ? group_->world() : 1;
   lo.rank = rank;
   lo.world = world;
+  const int64_t global_batch = lo.batch_size;
   if (lo.batch_size % world != 0)
     fail_config("batch_size {} is the global batch and must divide evenly among the {} ranks: choose a multiple of {}",
                 lo.batch_size, world, world);
+  const bool by_host = group_ && host_.hosts > 1;
+  if (by_host) {
+    lo.rank = host_.local_rank;
+    lo.world = host_.local_world;
+    lo.batch_size = global_batch / host_.hosts;
+    lo.drop_last = true;
+  }
   data::Loader loader(train_split, train_idx, lo);
+  if (by_host) {
+    const std::vector<uint64_t> counts = group_->allgather(static_cast<uint64_t>(loader.batches_per_epoch()));
+    const uint64_t fewest = *std::min_element(counts.begin(), counts.end());
+    log::info("the data is sharded by host: this host trains on its {} images, {} per step; every host runs {} steps "
+              "per epoch (the smallest shard's)",
+              loader.size(), lo.batch_size, fewest);
+    loader.limit_batches(static_cast<int64_t>(fewest));
+  }
 
   const int64_t steps_per_epoch = loader.batches_per_epoch();
   const int64_t epochs = cfg_.i("epochs");
@@ -140,7 +157,7 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
     reducer = std::make_unique<dist::Reducer>(*group_, params, static_cast<int64_t>(cfg_.f("bucket_mb") * mib),
                                               static_cast<int64_t>(mib), 3);
     log::info("data parallel over {} ranks: {} per rank per step, {} gradient buckets ({:.1f} MiB), batch norm {}",
-              world, lo.batch_size / world, reducer->bucket_count(), static_cast<double>(reducer->bytes()) / mib,
+              world, global_batch / world, reducer->bucket_count(), static_cast<double>(reducer->bytes()) / mib,
               sync_bn ? "synchronised" : "local to each rank");
   }
   // Every rank must stop at the same step: a rank's stop request rides in the gradient all-reduce (per
@@ -197,7 +214,7 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
 
   check_ranks_agree("at the start");
   log::info("training {} images for {} epochs of {} steps (batch {}, peak lr {:.4g}, warmup {} steps), validating on {}",
-            loader.size(), epochs, steps_per_epoch, lo.batch_size, sched.peak_lr, sched.warmup_steps, val_idx.size());
+            loader.size(), epochs, steps_per_epoch, global_batch, sched.peak_lr, sched.warmup_steps, val_idx.size());
 
   std::optional<data::Batch> fixed;  // synthetic_data: one pre-made batch (epoch 0's first) for every step
 
@@ -270,7 +287,8 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
         const auto opts = torch::dtype(torch::kFloat32).device(rt_.device);
         reducer->prepare({loss.detach().to(torch::kFloat32) * static_cast<double>(bs), hits.to(torch::kFloat32),
                           torch::full({1}, signals::stop_requested() ? 1.0 : 0.0, opts)});
-        (loss * (static_cast<double>(bs) / static_cast<double>(batch->global_size))).backward();
+        const int64_t step_images = by_host ? global_batch : batch->global_size;
+        (loss * (static_cast<double>(bs) / static_cast<double>(step_images))).backward();
         const at::Tensor sums = reducer->finish().to(torch::kFloat64);
         torch::NoGradGuard no_grad;
         loss_sum += sums[0];
@@ -287,7 +305,7 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
       ++backward_steps;
       if (clip > 0) torch::nn::utils::clip_grad_norm_(params, clip);  // the global norm: gradients are summed
       optimizer->step();
-      st.seen += batch->global_size;
+      st.seen += by_host ? global_batch : batch->global_size;
       st.batch = batch->index + 1;
       ++st.step;
       if (batch->index % 10 == 0 || st.batch == steps_per_epoch)
@@ -337,7 +355,7 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
     bool improved = true;
     if (has_val) {
       // Each rank validates its share; the sums are reduced, so every rank sees the same figures.
-      const auto [vb, ve] = data::rank_share(0, static_cast<int64_t>(val_idx.size()), rank, world);
+      const auto [vb, ve] = data::rank_share(0, static_cast<int64_t>(val_idx.size()), lo.rank, lo.world);
       const std::vector<int64_t> share(val_idx.begin() + vb, val_idx.begin() + ve);
       eval::Metrics v;
       if (!share.empty())

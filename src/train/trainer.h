@@ -44,6 +44,10 @@ class Trainer {
   // `resume`. Leaves the model with its final weights; best.pt and final.pt are in the run directory.
   FitResult fit(const data::Split& train_split, const std::vector<int64_t>& train_idx,
                 const std::vector<int64_t>& val_idx, const Snapshot* resume = nullptr);
+  // Each of `hosts` hosts holds its own shard of the data (SageMaker's ShardedByS3Key): the host's ranks
+  // share its data, each host contributes batch_size / hosts images to every step (full batches only),
+  // and all run the steps of the smallest shard.
+  void shard_by_host(int local_rank, int local_world, int hosts) { host_ = {local_rank, local_world, hosts}; }
 
  private:
   const Config& cfg_;
@@ -52,6 +56,9 @@ class Trainer {
   const RunDir* run_;
   Checkpointer* ckpt_;
   dist::Group* group_;
+  struct HostShard {
+    int local_rank = 0, local_world = 1, hosts = 1;
+  } host_;
 };
 
 // Checks that a checkpoint may continue under the current config: keys the weights or data order depend

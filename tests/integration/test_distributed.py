@@ -196,7 +196,7 @@ class Distributed(TempDirTest):
         self.assertIn("batch_size 64 is the global batch and must divide evenly among the 3 ranks", r.stderr)
 
     # ---- several hosts ----------------------------------------------------------------------------
-    def sagemaker_host(self, name, hosts):
+    def sagemaker_host(self, name, hosts, train_bin=None, sharded=False):
         base = os.path.join(self.tmp, name)
         os.makedirs(os.path.join(base, "input", "config"))
         hps = {"depth": "10", "width": "1", "epochs": "2", "batch-size": "64", "val_size": "200",
@@ -205,20 +205,24 @@ class Distributed(TempDirTest):
             json.dump(hps, f)
         with open(os.path.join(base, "input", "config", "resourceconfig.json"), "w") as f:
             json.dump({"current_host": name, "hosts": hosts, "network_interface_name": "eth9"}, f)
+        if sharded:
+            with open(os.path.join(base, "input", "config", "inputdataconfig.json"), "w") as f:
+                json.dump({"train": {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"},
+                           "test": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}}, f)
         for ch, files in (("train", ["train.bin", "fine_label_names.txt", "coarse_label_names.txt"]),
                           ("test", ["test.bin"])):
             d = os.path.join(base, "input", "data", ch)
             os.makedirs(d)
             for f in files:
-                os.link(os.path.join(self.data, f), os.path.join(d, f))
+                src = train_bin if f == "train.bin" and train_bin else os.path.join(self.data, f)
+                os.link(src, os.path.join(d, f))
         return base
 
-    def test_two_sagemaker_hosts_form_one_group_and_train(self):
-        hosts = ["algo-1", "algo-2"]
+    def run_hosts(self, hosts, **layout):
         port = free_port()
         procs = []
         for h in hosts:
-            base = self.sagemaker_host(h, hosts)
+            base = self.sagemaker_host(h, hosts, **{k: v[h] if isinstance(v, dict) else v for k, v in layout.items()})
             env = {"SAGEMAKER_BASE_DIR": base, "TRAINING_JOB_NAME": "cifar100-dist-job",
                    "XDG_CACHE_HOME": os.path.join(self.tmp, "cache-" + h)}
             procs.append((base, self.popen(["train", "--resolve", "algo-1=127.0.0.1", "--resolve", "algo-2=127.0.0.1",
@@ -226,6 +230,10 @@ class Distributed(TempDirTest):
         logs = [p.communicate(timeout=300)[0] for _, p in procs]
         for (base, p), log in zip(procs, logs):
             self.assertEqual(p.returncode, 0, log)
+        return procs, logs
+
+    def test_two_sagemaker_hosts_form_one_group_and_train(self):
+        procs, logs = self.run_hosts(["algo-1", "algo-2"])
         self.assertIn("ranks 0-0 of 2", logs[0])
         self.assertIn("ranks 1-1 of 2", logs[1])
         self.assertIn("data parallel over 2 ranks: 32 per rank per step", logs[0])
@@ -235,6 +243,24 @@ class Distributed(TempDirTest):
         self.assertFalse(os.path.exists(os.path.join(procs[1][0], "output", "data", "results.json")))
         results = read_json(os.path.join(procs[0][0], "output", "data", "results.json"))
         self.assertEqual(results["epochs_run"], 2)
+
+    def test_sharded_by_s3_key_hosts_train_on_their_own_shards(self):
+        # Each host received a different part of the training objects: 1,000 and 800 of the 2,000 records.
+        record = 3074
+        with open(os.path.join(self.data, "train.bin"), "rb") as f:
+            blob = f.read()
+        parts = {"algo-1": blob[:1000 * record], "algo-2": blob[1000 * record:1800 * record]}
+        paths = {}
+        for h, b in parts.items():
+            paths[h] = os.path.join(self.tmp, f"train-{h}.bin")
+            with open(paths[h], "wb") as f:
+                f.write(b)
+        procs, logs = self.run_hosts(["algo-1", "algo-2"], train_bin=paths, sharded=True)
+        # 800 and 600 training images after 200 validation images each; 32 per host per step: 25 and 18 steps.
+        self.assertIn("this host trains on its 800 images, 32 per step; every host runs 18 steps", logs[0])
+        self.assertIn("epochs of 18 steps (batch 64", logs[0])
+        metrics = read_jsonl(os.path.join(procs[0][0], "output", "data", "metrics.jsonl"))
+        self.assertEqual(len(metrics), 2)
 
 
 if __name__ == "__main__":
