@@ -9,8 +9,10 @@
 
 #define CIFAR100_COMPAT_C10D 1
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef CIFAR100_WITH_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 #ifdef CIFAR100_WITH_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -151,6 +153,10 @@ Group::Group(const Topology& topo, std::chrono::seconds timeout, c10::Device dev
     fail("distributed training on CUDA needs NCCL, and this build of cifar100 has none");
 #endif
   } else {
+#ifndef CIFAR100_WITH_GLOO
+    fail("distributed training on CPU needs Gloo, and this build of cifar100 has none (its LibTorch had no Gloo "
+         "headers)");
+#else
     auto opts = c10d::ProcessGroupGloo::Options::create(ms);
     std::string how;
     if (!topo.interface.empty()) {
@@ -170,6 +176,7 @@ Group::Group(const Topology& topo, std::chrono::seconds timeout, c10::Device dev
       fail("rank {}: the Gloo process group over {} could not connect all {} ranks: {}", topo.rank, how, topo.world,
            e.what());
     }
+#endif
   }
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   log::info("process group ready: {} ranks, {} ({:.2f} s)", topo.world, device.is_cuda() ? "NCCL" : "Gloo", secs);
