@@ -107,13 +107,16 @@ Group::Group(const Topology& topo, std::chrono::seconds timeout, c10::Device dev
   const auto t0 = Clock::now();
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(topo.master_port);
-  so.isServer = topo.rank == 0;
+  // Under torchrun its agent already serves the store on MASTER_PORT, and every rank is a client.
+  const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+  const bool agent_store = agent && std::string(agent) == "True";
+  so.isServer = topo.rank == 0 && !agent_store;
   so.waitWorkers = false;
   so.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
   try {
     impl_->store = c10::make_intrusive<c10d::TCPStore>(topo.master_addr, so);
   } catch (const std::exception& e) {
-    if (topo.rank == 0)
+    if (so.isServer)
       fail("rank 0 cannot serve the rendezvous on {}:{} ({}); is the port free? Choose another with --master-port or "
            "MASTER_PORT",
            topo.master_addr, topo.master_port, e.what());
@@ -122,7 +125,9 @@ Group::Group(const Topology& topo, std::chrono::seconds timeout, c10::Device dev
          topo.rank, topo.master_addr, topo.master_port, timeout.count(), e.what());
   }
   // Every rank announces itself; all wait for all, and name the missing ones on timeout.
-  auto key = [](int r) { return "cifar100/arrived/" + std::to_string(r); };
+  // Keys are per attempt: torchrun restarts workers against the same store.
+  const std::string ns = "cifar100/" + env_str("TORCHELASTIC_RESTART_COUNT", "0") + "/";
+  auto key = [&](int r) { return ns + "arrived/" + std::to_string(r); };
   const std::string me = fmt::format("{} pid {}", hostname(), ::getpid());
   impl_->store->set(key(topo.rank), std::vector<uint8_t>(me.begin(), me.end()));
   std::vector<int> missing;
@@ -142,7 +147,7 @@ Group::Group(const Topology& topo, std::chrono::seconds timeout, c10::Device dev
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  auto prefixed = c10::make_intrusive<c10d::PrefixStore>("cifar100/pg", impl_->store);
+  auto prefixed = c10::make_intrusive<c10d::PrefixStore>(ns + "pg", impl_->store);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
   if (device.is_cuda()) {
 #ifdef CIFAR100_WITH_NCCL

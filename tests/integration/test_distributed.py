@@ -1,6 +1,6 @@
 """Data-parallel training through the binary, on loopback: 2 CPU ranks train to the weights of 1 rank
 (within the rounding that a different thread count also causes), a 2-rank run killed with SIGKILL resumes
-bit-exactly, a 2-rank checkpoint resumes on 1 rank, SIGTERM checkpoints once from rank 0, a dead worker
+bit-exactly, torchrun starts the same job as --nproc, a 2-rank checkpoint resumes on 1 rank, SIGTERM checkpoints once from rank 0, a dead worker
 or a rank that never arrives fails the job with its rank named, two SageMaker "hosts" form one group, and
 ranks whose state diverges are caught."""
 import json
@@ -54,12 +54,13 @@ class Distributed(TempDirTest):
     def cmd(self, out, *extra):
         return ["train", "--data-dir", self.data, "--out", out] + BASE + list(extra)
 
-    def popen(self, args, env=None):
+    def popen(self, args, env=None, python=False):
         e = dict(os.environ)
         for k in ("CIFAR100_ARCHIVE", "CIFAR100_THREADS", "RANK", "WORLD_SIZE"):
             e.pop(k, None)
         e.update(env or {})
-        return subprocess.Popen([BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=e)
+        return subprocess.Popen(["/usr/bin/python3" if python else BIN] + args, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=e)
 
     # ---- equivalence ------------------------------------------------------------------------------
     def test_two_ranks_train_to_the_weights_of_one(self):
@@ -150,6 +151,23 @@ class Distributed(TempDirTest):
         self.assertEqual(strip(mine[:1]), strip(theirs[:1]))  # epoch 1 came from the 2-rank checkpoint
         self.assertAlmostEqual(mine[1]["train_loss"], theirs[1]["train_loss"], delta=0.01)
         self.assertLess(distance(weights(os.path.join(ref, "final.pt")), weights(os.path.join(out, "final.pt"))), 0.01)
+
+    def test_torchrun_starts_the_same_job_as_nproc(self):
+        # PyTorch's own launcher (Debian's python3-torch): its agent serves the store, our ranks join it.
+        extra = ["--set", "epochs=1", "--set", "train_limit=640", "--set", "dropout=0.2"]
+        ours = os.path.join(self.tmp, "nproc")
+        self.assertOk(run(self.cmd(ours, "--nproc", "2", *extra)))
+        theirs = os.path.join(self.tmp, "torchrun")
+        # --redirects/--tee 1: Debian's torch 1.13 under Python 3.11 cannot parse their default "0" (an IntFlag
+        # lookup that 3.11 changed); 1 sends stdout to its log files and, teed, here.
+        p = self.popen(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--redirects", "1", "--tee", "1",
+                        "--master_port", str(free_port()),
+                        "--no_python", os.path.abspath(BIN)] + self.cmd(theirs, *extra), python=True)
+        log, _ = p.communicate(timeout=300)
+        self.assertEqual(p.returncode, 0, log)
+        self.assertIn("process group ready: 2 ranks, Gloo", log)
+        with open(os.path.join(ours, "final.pt"), "rb") as a, open(os.path.join(theirs, "final.pt"), "rb") as b:
+            self.assertTrue(a.read() == b.read(), "torchrun's run and --nproc 2 ended with different weights")
 
     # ---- failures ---------------------------------------------------------------------------------
     def test_a_killed_worker_stops_the_job_naming_its_rank(self):
