@@ -352,6 +352,16 @@ int run_train_job(const TrainArgs& a) {
     WorkerPlan plan = plan_workers(a, sm);
     plan.failure_file = failure_file;
     if (plan.nproc * plan.nnodes == 1) return run_train(a, sm, nullptr);
+    // Outside SageMaker (whose layout the workers apply), a bad configuration is reported once, here.
+    if (!sm) {
+      ConfigArgs ca = a.cfg;
+      if (!a.resume.empty()) ca.sets.insert(ca.sets.begin(), "resume=" + a.resume);
+      const Config cfg = resolve(ca);
+      const int world = plan.nproc * plan.nnodes;
+      if (cfg.i("batch_size") % world != 0)
+        fail_config("batch_size {} is the global batch and must divide evenly among the {} ranks: choose a multiple of {}",
+                    cfg.i("batch_size"), world, world);
+    }
     return run_workers(plan);
   } catch (const std::exception& e) {
     if (!failure_file.empty()) sagemaker::write_failure(failure_file, std::string("cifar100 train: ") + e.what());

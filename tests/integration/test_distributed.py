@@ -208,10 +208,15 @@ class Distributed(TempDirTest):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("ranks disagree at the start: the weights, buffers or optimizer state of rank 1 differ", r.stderr)
 
-    def test_global_batch_must_divide_among_ranks(self):
+    def test_a_bad_configuration_is_reported_once_before_any_worker_starts(self):
         r = run(self.cmd(os.path.join(self.tmp, "odd"), "--nproc", "3", "--set", "epochs=1"))
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("batch_size 64 is the global batch and must divide evenly among the 3 ranks", r.stderr)
+        self.assertNotIn("started", r.stdout)
+        r = run(self.cmd(os.path.join(self.tmp, "bad"), "--nproc", "2", "--set", "dropout=2"))
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(r.stderr.count("invalid value '2' for 'dropout'"), 1, r.stderr)
+        self.assertNotIn("[rank", r.stderr)
 
     # ---- several hosts ----------------------------------------------------------------------------
     def sagemaker_host(self, name, hosts, train_bin=None, sharded=False):
