@@ -121,7 +121,8 @@ const std::vector<OptionSpec>& option_table() {
       {"channels_last", OptType::Bool, "true", "channels-last (NHWC) memory format for activations and weights",
        "system", "", {}, -kBig, kBig},
       {"caching_allocator", OptType::Bool, "true",
-       "keep large CPU tensor blocks for reuse instead of returning them to the OS (much faster eager training)",
+       "keep large CPU tensor blocks for reuse instead of returning them to the OS (much faster eager training on "
+       "the CPU; never installed when the device is CUDA)",
        "system", "", {}, -kBig, kBig},
       {"threads", OptType::Int, "0", "intra-op CPU threads; 0 = one per available core", "system", "CIFAR100_THREADS",
        {}, 0, 4096},

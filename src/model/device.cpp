@@ -43,7 +43,9 @@ Runtime setup_runtime(const Config& cfg, int local_rank, int local_world) {
                                     : std::max(1, cpu::available_cores() / std::max(1, local_world));
   torch::set_num_threads(rt.threads);
   rt.channels_last = cfg.b("channels_last");
-  if (cfg.b("caching_allocator")) install_caching_cpu_allocator(size_t{8} << 30);
+  // A CPU-only optimisation: on CUDA the CPU holds only batches in flight and the save path's copies, and
+  // those should live in plain, LibTorch-owned memory (the allocator is process-wide and cannot be undone).
+  if (cfg.b("caching_allocator") && rt.device.is_cpu()) install_caching_cpu_allocator(size_t{8} << 30);
   return rt;
 }
 
