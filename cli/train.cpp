@@ -126,7 +126,13 @@ void load_best_weights(model::WideResNet& net, const train::RunDir& run, const s
   if (fs::exists(run.best_weights())) return model::load_weights(*net, run.best_weights());
   auto best = train::Checkpointer::load_best(ckpt_dir);
   if (!best) fail("neither {} nor a best-* checkpoint in {} holds the best weights to test", run.best_weights(), ckpt_dir);
-  train::restore_weights(best->second, *net);
+  // With a weight average, the best epoch's history says which weights won it.
+  const train::Snapshot& snap = best->second;
+  bool ema_won = false;
+  for (const auto& m : snap.state.history)
+    if (m.epoch == snap.state.best_epoch) ema_won = m.has_ema && m.selected == "ema";
+  if (ema_won && !snap.ema.empty()) train::load_state(snap.ema, *net, "checkpoint " + best->first + " (weight average)");
+  else train::restore_weights(snap, *net);
   model::save_weights(*net, run.best_weights());
   log::info("best weights restored from checkpoint {}", best->first);
 }

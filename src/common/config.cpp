@@ -44,6 +44,14 @@ const std::vector<OptionSpec>& option_table() {
       {"label_smoothing", OptType::Float, "0.1", "label smoothing epsilon", "optim", "", {}, 0, 1, true},
       {"mixup_alpha", OptType::Float, "0.2", "MixUp Beta(alpha, alpha) parameter; 0 turns MixUp off", "augment", "",
        {}, 0, 1000},
+      {"ema_decay", OptType::Float, "0",
+       "exponential moving average of the weights, decay per step (e.g. 0.999); validated every epoch beside the "
+       "raw weights and selectable as the best weights; 0 turns it off", "optim", "", {}, 0, 1, true},
+      {"sam_rho", OptType::Float, "0",
+       "Sharpness-Aware Minimization neighbourhood size (0.05-0.1 for SAM, 0.5-2 for ASAM); two forward and "
+       "backward passes per step; 0 turns it off", "optim", "", {}, 0, 100},
+      {"sam_adaptive", OptType::Bool, "false", "ASAM: scale the SAM perturbation by |w| per weight", "optim", "", {},
+       -kBig, kBig},
       {"grad_clip", OptType::Float, "1.0", "clip gradients to this global L2 norm; 0 turns clipping off", "optim", "",
        {}, 0, 1e9},
       {"early_stopping_patience", OptType::Int, "15",
@@ -116,8 +124,9 @@ const std::vector<OptionSpec>& option_table() {
       {"device", OptType::String, "auto", "auto (CUDA when available), cpu or cuda", "system", "CIFAR100_DEVICE",
        {"auto", "cpu", "cuda"}},
       {"precision", OptType::String, "auto",
-       "auto (bf16 autocast where the CPU or GPU supports bf16, else fp32), fp32 or bf16", "system",
-       "CIFAR100_PRECISION", {"auto", "fp32", "bf16"}},
+       "auto (bf16 autocast where the CPU or GPU supports bf16, else fp32), fp32, bf16, or fp16 (CUDA only: "
+       "float16 autocast with a dynamic loss scale)", "system",
+       "CIFAR100_PRECISION", {"auto", "fp32", "bf16", "fp16"}},
       {"channels_last", OptType::Bool, "true", "channels-last (NHWC) memory format for activations and weights",
        "system", "", {}, -kBig, kBig},
       {"caching_allocator", OptType::Bool, "true",

@@ -46,7 +46,7 @@ Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::ve
     auto y = batch->labels.to(rt.device, /*non_blocking=*/true);
     torch::Tensor logits;
     {
-      compat::AutocastGuard amp(rt.device.type(), rt.bf16);
+      compat::AutocastGuard amp(rt.device.type(), rt.autocast(), rt.autocast_dtype());
       logits = net->forward(x);
     }
     logits = logits.to(torch::kFloat32);

@@ -13,7 +13,7 @@
 namespace cifar::model {
 
 std::string Runtime::describe() const {
-  return fmt::format("device={} precision={} threads={} memory_format={}", device.str(), bf16 ? "bf16-autocast" : "fp32",
+  return fmt::format("device={} precision={} threads={} memory_format={}", device.str(), bf16 ? "bf16-autocast" : fp16 ? "fp16-autocast+loss-scale" : "fp32",
                      threads, channels_last ? "channels_last" : "contiguous");
 }
 
@@ -35,6 +35,11 @@ Runtime setup_runtime(const Config& cfg, int local_rank, int local_world) {
     rt.bf16 = true;
     if (rt.device.is_cpu() && !cpu::has_fast_bf16())
       log::warn("precision=bf16 on a CPU without AVX512-BF16 or AMX: bf16 is emulated and likely slower than fp32");
+  } else if (prec == "fp16") {
+    if (!rt.device.is_cuda())
+      fail_config("precision=fp16 needs a CUDA device (CPU autocast is bfloat16 only): use precision=bf16 or fp32 "
+                  "on the CPU");
+    rt.fp16 = true;
   } else if (prec == "auto") {
     rt.bf16 = rt.device.is_cuda() || cpu::has_fast_bf16();
   }
@@ -42,6 +47,7 @@ Runtime setup_runtime(const Config& cfg, int local_rank, int local_world) {
   rt.threads = cfg.i("threads") > 0 ? static_cast<int>(cfg.i("threads"))
                                     : std::max(1, cpu::available_cores() / std::max(1, local_world));
   torch::set_num_threads(rt.threads);
+  if (rt.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);  // fixed shapes: pick the fastest kernels once
   rt.channels_last = cfg.b("channels_last");
   // A CPU-only optimisation: on CUDA the CPU holds only batches in flight and the save path's copies, and
   // those should live in plain, LibTorch-owned memory (the allocator is process-wide and cannot be undone).

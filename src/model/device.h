@@ -4,6 +4,7 @@
 #include <string>
 
 #include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 
 namespace cifar {
 class Config;
@@ -14,6 +15,9 @@ namespace cifar::model {
 struct Runtime {
   c10::Device device{c10::kCPU};
   bool bf16 = false;  // autocast to bfloat16 in forward passes
+  bool fp16 = false;  // autocast to float16 in forward passes, with a loss scale in training (CUDA only)
+  bool autocast() const { return bf16 || fp16; }
+  c10::ScalarType autocast_dtype() const { return fp16 ? c10::ScalarType::Half : c10::ScalarType::BFloat16; }
   int threads = 1;
   bool channels_last = true;
   std::string describe() const;

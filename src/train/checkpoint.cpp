@@ -66,6 +66,7 @@ nlohmann::json state_to_json(const TrainState& s) {
           {"best_val_top1", s.best_val_top1},
           {"finished", s.finished},
           {"early_stopped", s.early_stopped},
+          {"loss_scale", {{"scale", s.loss_scale}, {"growth_tracker", s.scale_growth_tracker}, {"skipped_steps", s.skipped_steps}}},
           {"history", h}};
 }
 
@@ -86,6 +87,12 @@ TrainState state_from_json(const nlohmann::json& j) {
   s.best_val_top1 = j.at("best_val_top1").get<double>();
   s.finished = j.at("finished").get<bool>();
   s.early_stopped = j.at("early_stopped").get<bool>();
+  if (j.contains("loss_scale")) {  // absent from checkpoints of earlier versions
+    const auto& ls = j.at("loss_scale");
+    s.loss_scale = ls.at("scale").get<double>();
+    s.scale_growth_tracker = ls.at("growth_tracker").get<int64_t>();
+    s.skipped_steps = ls.at("skipped_steps").get<int64_t>();
+  }
   for (const auto& m : j.at("history")) s.history.push_back(epoch_metrics_from_json(m));
   return s;
 }
@@ -107,13 +114,15 @@ at::Generator default_generator(c10::DeviceType type) {
 
 Snapshot capture(const torch::nn::Module& model, const torch::optim::Optimizer& opt,
                  const std::vector<at::Tensor>& params, const TrainState& state, const nlohmann::json& config,
-                 const std::string& reason) {
+                 const std::string& reason, const torch::nn::Module* ema) {
   torch::NoGradGuard no_grad;
   Snapshot s;
   s.state = state;
   s.config = config;
   s.reason = reason;
   for (const auto& [name, t] : model::state_dict(model)) s.model.emplace_back(name, cpu_copy(t));
+  if (ema)
+    for (const auto& [name, t] : model::state_dict(*ema)) s.ema.emplace_back(name, cpu_copy(t));
   const auto& st = opt.state();
   for (const auto& p : params) {
     auto it = st.find(compat::optimizer_state_key(st, p));
@@ -134,17 +143,20 @@ Snapshot capture(const torch::nn::Module& model, const torch::optim::Optimizer& 
   return s;
 }
 
-void restore_weights(const Snapshot& s, torch::nn::Module& model) {
+void load_state(const std::vector<std::pair<std::string, at::Tensor>>& tensors, torch::nn::Module& model,
+                const std::string& what) {
   torch::NoGradGuard no_grad;
-  std::map<std::string, at::Tensor> by_name(s.model.begin(), s.model.end());
+  std::map<std::string, at::Tensor> by_name(tensors.begin(), tensors.end());
   for (auto& [name, t] : model::state_dict(model)) {
     auto it = by_name.find(name);
-    if (it == by_name.end()) fail("checkpoint has no tensor '{}' for this model (different depth or width?)", name);
+    if (it == by_name.end()) fail("{} has no tensor '{}' for this model (different depth or width?)", what, name);
     if (it->second.sizes() != t.sizes())
-      fail("checkpoint tensor '{}' has a different shape than the model's (different depth or width?)", name);
+      fail("{}: tensor '{}' has a different shape than the model's (different depth or width?)", what, name);
     t.copy_(it->second);
   }
 }
+
+void restore_weights(const Snapshot& s, torch::nn::Module& model) { load_state(s.model, model, "checkpoint"); }
 
 void restore(const Snapshot& s, torch::nn::Module& model, torch::optim::Optimizer& opt,
              const std::vector<at::Tensor>& params) {
@@ -211,6 +223,7 @@ void Checkpointer::write(const Snapshot& s, bool best) {
     fs::make_dirs(tmp);
     safetensors::Tensors tensors;
     for (const auto& [n, t] : s.model) tensors.emplace_back("model/" + n, t);
+    for (const auto& [n, t] : s.ema) tensors.emplace_back("ema/" + n, t);
     for (size_t i = 0; i < s.momentum.size(); ++i)
       if (s.momentum[i].defined()) tensors.emplace_back("momentum/" + std::to_string(i), s.momentum[i]);
     tensors.emplace_back("rng/cpu", s.rng_cpu);
@@ -419,6 +432,7 @@ Snapshot Checkpointer::load(const std::string& path) {
   s.momentum.resize(nparams);
   for (auto& [key, t] : file.tensors) {
     if (key.rfind("model/", 0) == 0) s.model.emplace_back(key.substr(6), t);
+    else if (key.rfind("ema/", 0) == 0) s.ema.emplace_back(key.substr(4), t);
     else if (key.rfind("momentum/", 0) == 0) {
       const std::string idx = key.substr(9);
       if (idx.empty() || idx.size() > 9 || idx.find_first_not_of("0123456789") != std::string::npos ||

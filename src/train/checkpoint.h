@@ -45,6 +45,9 @@ struct TrainState {
   int64_t best_epoch = 0;  // 1-based, 0 = none yet
   double best_val_top1 = 0;
   bool finished = false, early_stopped = false;
+  // precision=fp16: the loss scaler (scale 0 = none yet), and optimizer steps skipped for inf/NaN gradients.
+  double loss_scale = 0;
+  int64_t scale_growth_tracker = 0, skipped_steps = 0;
   std::vector<EpochMetrics> history;
 };
 
@@ -53,16 +56,21 @@ struct Snapshot {
   nlohmann::json config;  // the resolved config of the run
   std::vector<std::pair<std::string, at::Tensor>> model;  // state-dict order
   std::vector<at::Tensor> momentum;  // per parameter, undefined where SGD has no buffer yet
+  std::vector<std::pair<std::string, at::Tensor>> ema;    // the weight average (ema_decay > 0), state-dict order
   at::Tensor rng_cpu, rng_cuda;      // rng_cuda undefined on CPU runs
   std::string reason;                // epoch, time, signal, final, best
 };
 
-// Copies everything to CPU memory (the only part of a save that blocks training).
+// Copies everything to CPU memory (the only part of a save that blocks training). `ema`: the weight
+// average, if any.
 Snapshot capture(const torch::nn::Module& model, const torch::optim::Optimizer& opt,
                  const std::vector<at::Tensor>& params, const TrainState& state, const nlohmann::json& config,
-                 const std::string& reason);
+                 const std::string& reason, const torch::nn::Module* ema = nullptr);
 // Loads the weights and buffers only.
 void restore_weights(const Snapshot& s, torch::nn::Module& model);
+// Loads a state dict (name, tensor) into a module, checking names and shapes; `what` names the source.
+void load_state(const std::vector<std::pair<std::string, at::Tensor>>& tensors, torch::nn::Module& model,
+                const std::string& what);
 // Loads weights, momentum buffers (in each parameter's memory format) and RNG states.
 void restore(const Snapshot& s, torch::nn::Module& model, torch::optim::Optimizer& opt,
              const std::vector<at::Tensor>& params);

@@ -18,6 +18,16 @@ nlohmann::json to_json(const EpochMetrics& m) {
     j["val_top1"] = m.val_top1;
     j["val_top5"] = m.val_top5;
   }
+  if (m.has_ema) {
+    j["ema_loss"] = m.ema_loss;
+    j["ema_top1"] = m.ema_top1;
+    j["ema_top5"] = m.ema_top5;
+    j["selected"] = m.selected;
+  }
+  if (m.loss_scale > 0) {
+    j["loss_scale"] = m.loss_scale;
+    j["skipped_steps"] = m.skipped_steps;
+  }
   return j;
 }
 
@@ -36,6 +46,17 @@ EpochMetrics epoch_metrics_from_json(const nlohmann::json& j) {
     m.val_top1 = j.at("val_top1").get<double>();
     m.val_top5 = j.at("val_top5").get<double>();
   }
+  m.has_ema = j.contains("ema_top1");
+  if (m.has_ema) {
+    m.ema_loss = j.at("ema_loss").get<double>();
+    m.ema_top1 = j.at("ema_top1").get<double>();
+    m.ema_top5 = j.at("ema_top5").get<double>();
+    m.selected = j.value("selected", "raw");
+  }
+  if (j.contains("loss_scale")) {
+    m.loss_scale = j.at("loss_scale").get<double>();
+    m.skipped_steps = j.value("skipped_steps", int64_t{0});
+  }
   return m;
 }
 
@@ -44,6 +65,10 @@ std::string format_epoch_line(const EpochMetrics& m) {
                               m.train_loss, m.train_acc);
   if (m.has_val)
     s += fmt::format(" val_loss={:.4f}; val_top1={:.4f}; val_top5={:.4f};", m.val_loss, m.val_top1, m.val_top5);
+  if (m.has_ema)
+    s += fmt::format(" ema_loss={:.4f}; ema_top1={:.4f}; ema_top5={:.4f}; selected={};", m.ema_loss, m.ema_top1,
+                     m.ema_top5, m.selected);
+  if (m.loss_scale > 0) s += fmt::format(" loss_scale={:g}; skipped_steps={};", m.loss_scale, m.skipped_steps);
   s += fmt::format(" epoch_seconds={:.1f}; images_per_second={:.1f};", m.epoch_seconds, m.images_per_second);
   return s;
 }
@@ -58,7 +83,8 @@ const std::vector<MetricDefinition>& metric_definitions() {
   static const std::vector<MetricDefinition> defs = [] {
     const char* number = "([-+0-9.eE]+);";
     std::vector<MetricDefinition> d = {{"epoch", "INFO  epoch=([0-9]+);"}, {"lr", std::string(" lr=") + number}};
-    for (const char* key : {"train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "epoch_seconds",
+    for (const char* key : {"train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "ema_loss", "ema_top1",
+                            "ema_top5", "loss_scale", "skipped_steps", "epoch_seconds",
                             "images_per_second", "test_loss", "test_top1", "test_top5", "wall_seconds"})
       d.push_back({key, std::string(key) + "=" + number});
     return d;

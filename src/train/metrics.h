@@ -14,6 +14,11 @@ struct EpochMetrics {
   double train_loss = 0, train_acc = 0;
   bool has_val = false;
   double val_loss = 0, val_top1 = 0, val_top5 = 0;
+  bool has_ema = false;  // ema_decay > 0 (with a validation split): the weight average's validation figures
+  double ema_loss = 0, ema_top1 = 0, ema_top5 = 0;
+  std::string selected = "raw";  // the weights that scored this epoch (raw or ema)
+  double loss_scale = 0;         // precision=fp16: the loss scale at the epoch's end (0 = not used)
+  int64_t skipped_steps = 0;     // precision=fp16: steps skipped in this epoch for inf/NaN gradients
   double epoch_seconds = 0, train_seconds = 0, images_per_second = 0;
 };
 

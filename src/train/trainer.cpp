@@ -24,8 +24,11 @@
 #include "dist/sync_bn.h"
 #include "eval/evaluate.h"
 #include "model/weights.h"
+#include "train/amp.h"
+#include "train/ema.h"
 #include "train/losses.h"
 #include "train/optim.h"
+#include "train/sam.h"
 #include "train/schedule.h"
 
 namespace cifar::train {
@@ -49,8 +52,25 @@ uint64_t state_digest(const Snapshot& s) {
   };
   for (const auto& [name, t] : s.model) add(t);
   for (const auto& t : s.momentum) add(t);
+  for (const auto& [name, t] : s.ema) add(t);
   return h;
 }
+
+// Batch-norm running statistics left as they are for one forward pass (SAM's second pass sees the same
+// batch again), by momentum 0 on every batch norm.
+struct FreezeBnStats {
+  explicit FreezeBnStats(torch::nn::Module& m) {
+    for (auto& mod : m.modules(/*include_self=*/false))
+      if (auto* bn = mod->as<torch::nn::BatchNorm2d>()) {
+        saved.emplace_back(bn, bn->options.momentum().value_or(0.1));
+        bn->options.momentum(0.0);
+      }
+  }
+  ~FreezeBnStats() {
+    for (auto& [bn, m] : saved) bn->options.momentum(m);
+  }
+  std::vector<std::pair<torch::nn::BatchNorm2dImpl*, double>> saved;
+};
 
 // Sync batch norm only for the duration of fit().
 struct SyncBnScope {
@@ -124,6 +144,12 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
   const nlohmann::json config_json = cfg_.to_json();
   const int64_t every_epochs = cfg_.i("checkpoint_every_epochs");
   const double every_seconds = cfg_.f("checkpoint_every_minutes") * 60.0;
+  const double ema_decay = cfg_.f("ema_decay");
+  const double sam_rho = cfg_.f("sam_rho");
+  const bool sam_adaptive = cfg_.b("sam_adaptive");
+  if (sam_rho > 0 && rt_.fp16)
+    fail_config("sam_rho with precision=fp16 is not supported (the first pass would need its own loss scale): use "
+                "precision=bf16");
 
   TrainState st;
   if (resume) {
@@ -140,6 +166,21 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
     log::info("resuming at epoch {}, batch {}/{} (step {}){}", st.epoch + 1, st.batch, steps_per_epoch, st.step,
               st.finished ? ": training had finished; only the final steps remain" : "");
   }
+  // The weight average starts from the initial (or resumed) weights; a checkpoint carries it.
+  std::unique_ptr<WeightEma> ema;
+  if (ema_decay > 0) {
+    ema = std::make_unique<WeightEma>(net_, rt_, ema_decay);
+    if (resume && !resume->ema.empty()) load_state(resume->ema, *ema->model(), "checkpoint (weight average)");
+    else if (resume)
+      log::warn("the checkpoint has no weight average (ema_decay was 0): it starts from the resumed weights");
+  }
+  // precision=fp16: a dynamic loss scale, carried by checkpoints.
+  std::unique_ptr<LossScaler> scaler;
+  if (rt_.fp16) {
+    scaler = std::make_unique<LossScaler>(rt_.device);
+    if (st.loss_scale > 0) scaler->restore(st.loss_scale, st.scale_growth_tracker, st.skipped_steps);
+  }
+  int64_t skipped_at_epoch_start = scaler ? scaler->skipped_steps() : 0;
 
   // Data parallel: every rank starts from rank 0's weights and buffers; gradients are summed in buckets.
   std::unique_ptr<dist::Reducer> reducer;
@@ -147,11 +188,15 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
   SyncBnScope sync_bn_scope(sync_bn ? group_ : nullptr);
   auto broadcast_buffers = [&] {
     std::vector<at::Tensor> bufs = net_->buffers();
+    if (ema)
+      for (auto& b : ema->model()->buffers()) bufs.push_back(b);
     group_->broadcast(bufs);
   };
   if (group_) {
     std::vector<at::Tensor> state = net_->parameters();
     for (auto& b : net_->buffers()) state.push_back(b);
+    if (ema)
+      for (auto& [name, t] : model::state_dict(*ema->model())) state.push_back(t);
     group_->broadcast(state);
     const double mib = 1024.0 * 1024.0;
     reducer = std::make_unique<dist::Reducer>(*group_, params, static_cast<int64_t>(cfg_.f("bucket_mb") * mib),
@@ -174,7 +219,8 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
   // The weights, buffers and momentum must stay identical on every rank: checked once per epoch.
   auto check_ranks_agree = [&](const char* when) {
     if (!group_) return;
-    Snapshot snap = capture(*net_, *optimizer, params, st, nlohmann::json::object(), "check");
+    Snapshot snap = capture(*net_, *optimizer, params, st, nlohmann::json::object(), "check",
+                            ema ? &*ema->model() : nullptr);
     uint64_t mine = state_digest(snap);
     if (const char* t = std::getenv("CIFAR100_TEST_PERTURB_RANK"); t && std::atoi(t) == rank) mine ^= 1;
     const std::vector<uint64_t> all = group_->allgather(mine);
@@ -191,7 +237,12 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
   auto last_save = Clock::now();
   auto checkpoint = [&](const std::string& reason, bool best, bool sync) {
     if (!ckpt_) return;
-    Snapshot snap = capture(*net_, *optimizer, params, st, config_json, reason);
+    if (scaler) {
+      st.loss_scale = scaler->current_scale();
+      st.scale_growth_tracker = scaler->growth_tracker();
+      st.skipped_steps = scaler->skipped_steps();
+    }
+    Snapshot snap = capture(*net_, *optimizer, params, st, config_json, reason, ema ? &*ema->model() : nullptr);
     if (sync) ckpt_->save(snap, best);
     else ckpt_->save_async(std::move(snap), best);
     last_save = Clock::now();
@@ -265,12 +316,16 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
         Rng rng(seed, Stream::MixUp, {static_cast<uint64_t>(st.step)});
         mixed = mix_batch(x, y, mix, rng);
       }
-      torch::Tensor logits;
-      {
-        compat::AutocastGuard amp(rt_.device.type(), rt_.bf16);
-        logits = net_->forward(mixing ? mixed.inputs : x);
-      }
-      torch::Tensor loss = mixing ? mixup_loss(logits, y, mixed, eps) : smoothed_cross_entropy(logits, y, eps);
+      auto forward_loss = [&] {
+        torch::Tensor lg;
+        {
+          compat::AutocastGuard amp(rt_.device.type(), rt_.autocast(), rt_.autocast_dtype());
+          lg = net_->forward(mixing ? mixed.inputs : x);
+        }
+        torch::Tensor l = mixing ? mixup_loss(lg, y, mixed, eps) : smoothed_cross_entropy(lg, y, eps);
+        return std::make_pair(lg, l);
+      };
+      auto [logits, loss] = forward_loss();
       torch::Tensor hits;
       {
         torch::NoGradGuard no_grad;
@@ -279,6 +334,18 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
       }
 
       for (auto& p : params) p.mutable_grad() = torch::Tensor();  // zero_grad(set_to_none)
+      // SAM: this rank's own gradient (the reducer is not armed: per-rank perturbations, the paper's
+      // m-sharpness), a step to w + e, and the loss there, with the batch-norm statistics left alone.
+      torch::Tensor train_loss = loss;
+      std::vector<at::Tensor> sam_saved;
+      if (sam_rho > 0) {
+        loss.backward();
+        sam_saved = sam_perturb(params, sam_rho, sam_adaptive);
+        for (auto& p : params) p.mutable_grad() = torch::Tensor();
+        FreezeBnStats freeze(*net_);
+        train_loss = forward_loss().second;
+      }
+      auto scaled = [&](const torch::Tensor& l) { return scaler ? scaler->scale(l) : l; };
       bool stop_now = false;
       const auto t_backward = Clock::now();
       if (reducer) {
@@ -288,14 +355,14 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
         reducer->prepare({loss.detach().to(torch::kFloat32) * static_cast<double>(bs), hits.to(torch::kFloat32),
                           torch::full({1}, signals::stop_requested() ? 1.0 : 0.0, opts)});
         const int64_t step_images = by_host ? global_batch : batch->global_size;
-        (loss * (static_cast<double>(bs) / static_cast<double>(step_images))).backward();
+        scaled(train_loss * (static_cast<double>(bs) / static_cast<double>(step_images))).backward();
         const at::Tensor sums = reducer->finish().to(torch::kFloat64);
         torch::NoGradGuard no_grad;
         loss_sum += sums[0];
         hit_sum += sums[1];
         stop_now = sums[2].item<double>() > 0;
       } else {
-        loss.backward();
+        scaled(train_loss).backward();
         torch::NoGradGuard no_grad;
         loss_sum += loss.detach().to(torch::kFloat64) * static_cast<double>(bs);
         hit_sum += hits;
@@ -303,8 +370,18 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
       }
       backward_seconds += seconds_since(t_backward);
       ++backward_steps;
-      if (clip > 0) torch::nn::utils::clip_grad_norm_(params, clip);  // the global norm: gradients are summed
-      optimizer->step();
+      if (sam_rho > 0) sam_restore(params, sam_saved);
+      bool take_step = true;
+      if (scaler) {
+        scaler->unscale(params);  // before clipping, which must see the true norm
+        take_step = scaler->step_ok();
+      }
+      if (take_step) {
+        if (clip > 0) torch::nn::utils::clip_grad_norm_(params, clip);  // the global norm: gradients are summed
+        optimizer->step();
+        if (ema) ema->update(st.step + 1);
+      }
+      if (scaler) scaler->update();
       st.seen += by_host ? global_batch : batch->global_size;
       st.batch = batch->index + 1;
       ++st.step;
@@ -352,34 +429,57 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
       if (!sync_bn) broadcast_buffers();
       check_ranks_agree(fmt::format("after epoch {}", m.epoch).c_str());
     }
+    if (scaler) {
+      m.loss_scale = scaler->current_scale();
+      m.skipped_steps = scaler->skipped_steps() - skipped_at_epoch_start;
+      skipped_at_epoch_start = scaler->skipped_steps();
+    }
     bool improved = true;
+    bool ema_won = false;
     if (has_val) {
       // Each rank validates its share; the sums are reduced, so every rank sees the same figures.
       const auto [vb, ve] = data::rank_share(0, static_cast<int64_t>(val_idx.size()), lo.rank, lo.world);
       const std::vector<int64_t> share(val_idx.begin() + vb, val_idx.begin() + ve);
-      eval::Metrics v;
-      if (!share.empty())
-        v = eval::evaluate(net_, train_split, share, rt_, cfg_.i("eval_batch_size"), lo.workers,
-                           [] { return signals::stop_requested(); });
-      if (group_) {
-        const auto c = static_cast<double>(v.count);
-        at::Tensor sums = torch::tensor({v.loss * c, v.top1 * c, v.top5 * c, c, v.interrupted ? 1.0 : 0.0},
-                                        torch::dtype(torch::kFloat64));
-        group_->allreduce(sums);
-        const double total = std::max(sums[3].item<double>(), 1.0);
-        v.loss = sums[0].item<double>() / total;
-        v.top1 = sums[1].item<double>() / total;
-        v.top5 = sums[2].item<double>() / total;
-        v.count = static_cast<int64_t>(total);
-        v.interrupted = sums[4].item<double>() > 0;
-        if (v.interrupted) adopt_stop();
-      }
+      auto validate = [&](model::WideResNet& model) {
+        eval::Metrics v;
+        if (!share.empty())
+          v = eval::evaluate(model, train_split, share, rt_, cfg_.i("eval_batch_size"), lo.workers,
+                             [] { return signals::stop_requested(); });
+        if (group_) {
+          const auto c = static_cast<double>(v.count);
+          at::Tensor sums = torch::tensor({v.loss * c, v.top1 * c, v.top5 * c, c, v.interrupted ? 1.0 : 0.0},
+                                          torch::dtype(torch::kFloat64));
+          group_->allreduce(sums);
+          const double total = std::max(sums[3].item<double>(), 1.0);
+          v.loss = sums[0].item<double>() / total;
+          v.top1 = sums[1].item<double>() / total;
+          v.top5 = sums[2].item<double>() / total;
+          v.count = static_cast<int64_t>(total);
+          v.interrupted = sums[4].item<double>() > 0;
+          if (v.interrupted) adopt_stop();
+        }
+        return v;
+      };
+      const eval::Metrics v = validate(net_);
       if (v.interrupted) return interrupted(signals::stop_signal());  // validation is redone on resume
       m.has_val = true;
       m.val_loss = v.loss;
       m.val_top1 = v.top1;
       m.val_top5 = v.top5;
-      improved = stopper.update(m.epoch, v.top1);
+      double score = v.top1;
+      if (ema) {
+        const eval::Metrics e = validate(ema->model());
+        if (e.interrupted) return interrupted(signals::stop_signal());
+        m.has_ema = true;
+        m.ema_loss = e.loss;
+        m.ema_top1 = e.top1;
+        m.ema_top5 = e.top5;
+        // The better of the two is the epoch's score and, if it is the best so far, the best weights.
+        ema_won = e.top1 > v.top1;
+        m.selected = ema_won ? "ema" : "raw";
+        score = std::max(score, e.top1);
+      }
+      improved = stopper.update(m.epoch, score);
     }
     m.epoch_seconds = st.train_seconds + seconds_since(t_phase);
     if (run_) run_->append_metrics(to_json(m));
@@ -395,7 +495,7 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
     st.es_bad_epochs = stopper.bad_epochs();
     if (improved) {
       st.best_epoch = m.epoch;
-      st.best_val_top1 = m.val_top1;
+      st.best_val_top1 = m.has_ema ? std::max(m.val_top1, m.ema_top1) : m.val_top1;
     }
     if (stopper.should_stop()) {
       log::info("early stopping: validation top-1 has not improved for {} epochs (best {:.4f} at epoch {})",
@@ -405,7 +505,7 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
     if (st.epoch >= epochs) st.finished = true;
     bool saved = false;
     if (improved) {
-      if (run_) model::save_weights(*net_, run_->best_weights());
+      if (run_) model::save_weights(ema_won ? static_cast<torch::nn::Module&>(*ema->model()) : *net_, run_->best_weights());
       if (has_val) {
         checkpoint("best", true, false);
         saved = true;  // a best checkpoint is a complete resume point too
@@ -419,8 +519,10 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
   }
   // ============================================================================================
 
-  if (run_) model::save_weights(*net_, run_->final_weights());
   checkpoint("final", false, true);
+  // With a weight average, the final weights are the average's.
+  if (ema) load_state(model::state_dict(*ema->model()), *net_, "the weight average");
+  if (run_) model::save_weights(*net_, run_->final_weights());
   result.history = st.history;
   result.best_epoch = st.best_epoch;
   result.best_val_top1 = st.best_val_top1;
