@@ -83,8 +83,7 @@ const std::vector<MetricDefinition>& metric_definitions() {
   static const std::vector<MetricDefinition> defs = [] {
     const char* number = "([-+0-9.eE]+);";
     std::vector<MetricDefinition> d = {{"epoch", "INFO  epoch=([0-9]+);"}, {"lr", std::string(" lr=") + number}};
-    for (const char* key : {"train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "ema_loss", "ema_top1",
-                            "ema_top5", "loss_scale", "skipped_steps", "epoch_seconds",
+    for (const char* key : {"train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "epoch_seconds",
                             "images_per_second", "test_loss", "test_top1", "test_top5", "wall_seconds"})
       d.push_back({key, std::string(key) + "=" + number});
     return d;
