@@ -62,6 +62,10 @@ const std::vector<OptionSpec>& option_table() {
        "training augmentation pipeline: a preset (none, standard, seed, autoaugment, randaugment, trivialaugment) "
        "or transforms such as 'random_crop(padding=4); hflip; trivial_augment_wide; cutout(size=16)' (README)",
        "augment", "", {}, -kBig, kBig, false, true},
+      {"augment_on_device", OptType::String, "auto",
+       "run the augmentation as batched tensor operations on the training device, the data set resident there "
+       "(crop, flip and cutout; pixel-identical to the CPU loader): auto (on CUDA when the pipeline allows), "
+       "true, false", "augment", "", {"auto", "true", "false"}},
       {"cutmix_alpha", OptType::Float, "0", "CutMix Beta(alpha, alpha) parameter; 0 turns CutMix off", "augment", "",
        {}, 0, 1000},
       {"mix_prob", OptType::Float, "1.0", "probability that a batch is mixed (MixUp or CutMix) when either is on",
@@ -168,7 +172,7 @@ ResumeRule resume_rule(const std::string& key) {
       "download_bytes", "device", "threads",
       "workers", "prefetch", "eval_batch_size", "log_interval", "checkpoint_dir", "checkpoint_every_epochs",
       "checkpoint_every_minutes", "checkpoint_keep", "resume", "caching_allocator", "checkpoint_mirror", "model_out",
-      "dist_timeout", "bucket_mb"};
+      "dist_timeout", "bucket_mb", "augment_on_device"};
   if (must.count(key)) return ResumeRule::MustMatch;
   if (free.count(key)) return ResumeRule::Free;
   return ResumeRule::Warn;

@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/rng.h"
 #include "data/augment.h"
+#include "data/device_augment.h"
 
 namespace cifar::data {
 
@@ -80,12 +81,28 @@ Batch Loader::make_batch(int64_t b, int64_t epoch, const Order& order_ptr) const
   Batch batch;
   batch.index = b;
   batch.global_size = gend - gbegin;
+  const Pipeline* pipeline = opts_.augment.get();
+  if (opts_.params_only) {
+    static const Pipeline kNone;
+    const Pipeline& p = pipeline ? *pipeline : kNone;
+    const int64_t width = device_param_width(p);
+    batch.indices = torch::empty({bs}, torch::kInt64);
+    batch.params = torch::zeros({bs, std::max<int64_t>(width, 1)}, torch::kInt32);
+    batch.labels = torch::empty({bs}, torch::kInt64);
+    for (int64_t k = 0; k < bs; ++k) {
+      const int64_t idx = order[static_cast<size_t>(begin + k)];
+      Rng rng(opts_.seed, Stream::Augment, {static_cast<uint64_t>(epoch), static_cast<uint64_t>(idx)});
+      draw_device_params(p, rng, batch.params.data_ptr<int32_t>() + k * batch.params.size(1));
+      batch.indices.data_ptr<int64_t>()[k] = idx;
+      batch.labels.data_ptr<int64_t>()[k] = split_.fine[static_cast<size_t>(idx)];
+    }
+    return batch;
+  }
   at::Tensor images = opts_.channels_last ? torch::empty({bs, kImageSize, kImageSize, kChannels}, torch::kFloat32)
                                           : torch::empty({bs, kChannels, kImageSize, kImageSize}, torch::kFloat32);
   at::Tensor labels = torch::empty({bs}, torch::kInt64);
   float* img = images.data_ptr<float>();
   int64_t* lab = labels.data_ptr<int64_t>();
-  const Pipeline* pipeline = opts_.augment.get();
   for (int64_t k = 0; k < bs; ++k) {
     const int64_t idx = order[static_cast<size_t>(begin + k)];
     Rng rng(opts_.seed, Stream::Augment, {static_cast<uint64_t>(epoch), static_cast<uint64_t>(idx)});

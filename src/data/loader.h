@@ -35,6 +35,9 @@ struct LoaderOptions {
   int prefetch = 4;  // batches prepared ahead
   bool channels_last = true;
   int rank = 0, world = 1;  // distributed sampling: this process's share of every global batch
+  // Augmentation runs on the device (DeviceAugmenter): batches carry image indices and each image's
+  // random draws instead of pixels.
+  bool params_only = false;
 };
 
 // The global batches of an epoch of `n` samples with global batch size `batch` over `world` ranks: how
@@ -51,6 +54,8 @@ struct Batch {
   at::Tensor labels;  // int64 [B] fine labels
   int64_t index = 0;  // batch number within the epoch
   int64_t global_size = 0;  // images in the global batch (all ranks together); == labels.size(0) with one rank
+  at::Tensor indices;  // params_only: int64 [B] indices into the split
+  at::Tensor params;   // params_only: int32 [B, device_param_width] random draws per image
 };
 
 class Loader {

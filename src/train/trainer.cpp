@@ -17,6 +17,7 @@
 #include "common/rng.h"
 #include "common/signals.h"
 #include "common/torch_compat.h"
+#include "data/device_augment.h"
 #include "data/loader.h"
 #include "data/transforms.h"
 #include "dist/group.h"
@@ -114,6 +115,25 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
     lo.world = host_.local_world;
     lo.batch_size = global_batch / host_.hosts;
     lo.drop_last = true;
+  }
+  // Augmentation on the device: the loader only draws each image's random parameters.
+  std::unique_ptr<data::DeviceAugmenter> device_aug;
+  {
+    const std::string& mode = cfg_.s("augment_on_device");
+    std::string why;
+    const bool ok = data::device_augment_supported(*lo.augment, &why);
+    if (mode == "true" && !ok)
+      fail_config("augment_on_device=true, but the pipeline's '{}' runs only in the CPU loader: set augment_on_device "
+                  "to auto or false, or use crop, flip and cutout only",
+                  why);
+    if (mode == "true" || (mode == "auto" && ok && rt_.device.is_cuda())) {
+      device_aug = std::make_unique<data::DeviceAugmenter>(train_split, *lo.augment, rt_.device, rt_.channels_last);
+      lo.params_only = true;
+      log::info("augmentation runs on {}: the {} training-split images stay there as uint8 ({:.0f} MB)",
+                rt_.device.str(), train_split.size(), static_cast<double>(train_split.pixels.size()) / 1e6);
+    } else if (mode == "auto" && rt_.device.is_cuda()) {
+      log::info("augmentation runs in the CPU loader: '{}' has no device implementation", why);
+    }
   }
   data::Loader loader(train_split, train_idx, lo);
   if (by_host) {
@@ -303,7 +323,8 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
     std::string shown_loss;
     while (auto batch = next_batch()) {
       set_lr(*optimizer, sched.at(st.step));
-      torch::Tensor x = batch->images.to(rt_.device, /*non_blocking=*/true);
+      torch::Tensor x = device_aug ? (*device_aug)(batch->indices, batch->params)
+                                   : batch->images.to(rt_.device, /*non_blocking=*/true);
       torch::Tensor y = batch->labels.to(rt_.device, /*non_blocking=*/true);
       const int64_t bs = y.size(0);
 

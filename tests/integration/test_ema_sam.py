@@ -1,7 +1,8 @@
 """EMA of the weights and SAM through the binary: the average is validated every epoch beside the raw weights,
 the better one becomes best.pt (and the best checkpoint holds both), the final weights are the average's, a
-run with EMA and SAM stopped by SIGTERM resumes to the uninterrupted run's weights byte for byte, and
-precision=fp16 without CUDA is a clear configuration error."""
+run with EMA and SAM stopped by SIGTERM resumes to the uninterrupted run's weights byte for byte,
+precision=fp16 without CUDA is a clear configuration error, and augmentation on the device trains exactly
+the CPU loader's run."""
 import glob
 import io
 import json
@@ -153,6 +154,22 @@ class EmaSam(TempDirTest):
         r = run(self.cmd(os.path.join(self.tmp, "fp16"), "--set", "precision=fp16", "--set", "device=cpu"))
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("precision=fp16 needs a CUDA device", r.stdout + r.stderr)
+
+    def test_augmentation_on_the_device_trains_the_cpu_loaders_run(self):
+        spec = "augment=random_crop(padding=4); hflip; cutout(holes=2, size=12, p=0.7)"
+        one = ["--set", "epochs=2", "--set", "train_limit=1000", "--set", spec]
+        a, b = os.path.join(self.tmp, "cpu_loader"), os.path.join(self.tmp, "device")
+        self.assertOk(run(self.cmd(a, *one, "--set", "augment_on_device=false")))
+        r = run(self.cmd(b, *one, "--set", "augment_on_device=true"))
+        self.assertOk(r)
+        self.assertIn("augmentation runs on cpu", r.stdout)
+        self.assertEqual(slurp(os.path.join(a, "final.pt")), slurp(os.path.join(b, "final.pt")))
+        self.assertEqual(strip(read_jsonl(os.path.join(a, "metrics.jsonl"))),
+                         strip(read_jsonl(os.path.join(b, "metrics.jsonl"))))
+        r = run(self.cmd(os.path.join(self.tmp, "policy"), "--set", "augment=trivialaugment",
+                         "--set", "augment_on_device=true"))
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("the pipeline's 'trivial_augment_wide' runs only in the CPU loader", r.stderr)
 
 
 if __name__ == "__main__":

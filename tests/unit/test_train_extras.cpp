@@ -1,4 +1,5 @@
-// EMA of the weights, SAM/ASAM and the fp16 loss scaler, against hand-computed values.
+// EMA of the weights, SAM/ASAM and the fp16 loss scaler, against hand-computed values; augmentation on the
+// device against the CPU loader's pixels.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -6,6 +7,9 @@
 #include <limits>
 #include <vector>
 
+#include "common/rng.h"
+#include "data/augment.h"
+#include "data/device_augment.h"
 #include "model/device.h"
 #include "model/wide_resnet.h"
 #include "train/amp.h"
@@ -176,4 +180,47 @@ TEST(LossScaler, UnscalesSkipsNonFiniteStepsAndAdjustsTheScaleAsGradScaler) {
   s.unscale({p});
   s.update();
   EXPECT_DOUBLE_EQ(s.current_scale(), 256.0) << "the restored tracker reached the interval";
+}
+
+// ------------------------------------------------------------------------------------ device augmentation
+
+TEST(DeviceAugment, BatchedOpsGiveTheCpuLoadersPixelsExactly) {
+  data::Split split;
+  const int64_t n = 48;
+  split.pixels.resize(static_cast<size_t>(n * data::kPixels));
+  Rng fill(7, Stream::Shuffle, {1});
+  for (auto& v : split.pixels) v = static_cast<uint8_t>(fill.below(256));
+  split.fine.assign(static_cast<size_t>(n), 0);
+  split.coarse.assign(static_cast<size_t>(n), 0);
+  for (const char* spec : {"standard", "random_crop(padding=4); hflip; cutout(size=16)",
+                           "random_crop(padding=2, fill=128, p=0.5); hflip(p=0.3); cutout(holes=2, size=9, fill=7, p=0.6)",
+                           "cutout(size=31); hflip(p=1)", "none"}) {
+    const data::Pipeline p = data::Pipeline::parse(spec);
+    ASSERT_TRUE(data::device_augment_supported(p)) << spec;
+    std::vector<c10::Device> devices = {c10::Device(c10::kCPU)};
+    if (torch::cuda::is_available()) devices.emplace_back(c10::kCUDA, 0);  // on the GPU machine (gpu-check.sh)
+    for (const auto& device : devices)
+    for (bool channels_last : {false, true}) {
+      data::DeviceAugmenter aug(split, p, device, channels_last);
+      const int64_t width = std::max<int64_t>(data::device_param_width(p), 1);
+      at::Tensor idx = torch::arange(n, torch::kInt64).flip(0);
+      at::Tensor prm = torch::zeros({n, width}, torch::kInt32);
+      at::Tensor want = torch::empty({n, 3, 32, 32}, torch::kFloat32);
+      for (int64_t k = 0; k < n; ++k) {
+        const int64_t i = idx[k].item<int64_t>();
+        Rng a(11, Stream::Augment, {3, static_cast<uint64_t>(i)}), b(11, Stream::Augment, {3, static_cast<uint64_t>(i)});
+        data::draw_device_params(p, a, prm.data_ptr<int32_t>() + k * width);
+        data::augment_normalize(split.image(i), want[k].data_ptr<float>(), false, &p, b);
+        EXPECT_EQ(a.next(), b.next()) << spec << ": the draws consumed the generator differently";
+      }
+      const at::Tensor got = aug(idx, prm).cpu();
+      EXPECT_EQ(aug(idx, prm).is_contiguous(at::MemoryFormat::ChannelsLast), channels_last);
+      EXPECT_TRUE(got.equal(want)) << spec << ": " << (got - want).abs().max().item<float>();
+    }
+  }
+  std::string why;
+  EXPECT_FALSE(data::device_augment_supported(data::Pipeline::parse("random_crop(padding_mode=reflect)"), &why));
+  EXPECT_EQ(why, "random_crop with padding_mode reflect");
+  EXPECT_FALSE(data::device_augment_supported(data::Pipeline::parse("trivialaugment"), &why));
+  EXPECT_EQ(why, "trivial_augment_wide");
 }
