@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Every GPU check of the project in one prepared script, for the GPU machine (one H200, PyTorch 2.x with its
 # LibTorch, nvcc, CMake, ninja; no network, no Debian packages). Run it there through the device tool, in two
-# calls on the same warm machine (each stays under the 10-minute limit of one call):
-#   run(command="bash scripts/gpu-check.sh build", carry=[".gpu-bundle"], timeout_s=420)
-#   run(command="bash scripts/gpu-check.sh checks", timeout_s=540)
+# calls on the same warm machine (each under the 10-minute limit of one call; the durations are estimates,
+# nothing of this has run on the GPU yet):
+#   run(command="bash scripts/gpu-check.sh build", carry=[".gpu-bundle"], timeout_s=480)
+#   run(command="bash scripts/gpu-check.sh checks speed", timeout_s=590)
 # after `scripts/gpu-bundle.sh` here (it packs the non-Torch dependencies into .gpu-bundle/, about 17 MB).
 #
 # Stages:
 #   build   unpack the bundle; configure against python3's torch (its LibTorch, CUDA on); build; report versions
-#   checks  unit_torch and the allocator stress test on the 2.x build; WRN-28-10 on CUDA for 3 epochs with
-#           checkpoints, best/final weights, the artifact, the test and exit, with core dumps on and a backtrace
-#           if it crashes; SIGTERM mid-epoch and resume on CUDA; compute-sanitizer memcheck of a short run with
-#           overlapping saves; fp16 with the loss scaler, EMA and SAM; the epoch-time benchmark against PyTorch
-#           (tools/reference/bench_gpu.py, same model, recipe and data, with and without torch.compile)
-#   all     both
+#   checks  unit_torch and the allocator stress test on the 2.x build; WRN-28-10 on CUDA for 3 epochs (20,000
+#           images) with checkpoints, best/final weights, the artifact, the test and exit, with core dumps on and
+#           a backtrace if it crashes; SIGTERM mid-epoch and resume on CUDA; compute-sanitizer memcheck of a short
+#           run with overlapping saves; fp16 with the loss scaler and EMA; SAM
+#   speed   the epoch time of WRN-28-10 (45,000 images) against PyTorch (tools/reference/bench_gpu.py: the same
+#           model, recipe and data, eager and torch.compile)
+#   all     all three (stages can also be listed: `checks speed`)
 #   --dry-run  the same steps on this CPU machine with the existing build/ and tiny sizes (device=cpu, no
 #           compute-sanitizer), to check the script itself; CI runs it (ctest gpu.dry_run).
 # Results: $OUT/gpu-check.log (everything) and $OUT/summary.md (one line per check, with figures). A failing
@@ -21,20 +23,26 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-STAGE=all
+STAGES=""
 DRY=0
 for a in "$@"; do
   case "$a" in
-    build|checks|all) STAGE=$a ;;
+    build|checks|speed) STAGES="$STAGES $a" ;;
+    all) STAGES="build checks speed" ;;
     --dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu-check: unknown argument '$a' (see --help)" >&2; exit 2 ;;
   esac
 done
+[ -n "$STAGES" ] || STAGES="build checks speed"
+[ "$DRY" = 1 ] && STAGES="${STAGES/build/}"   # the dry run uses the existing CPU build
+want() { [[ " $STAGES " == *" $1 "* ]]; }
 OUT="${OUT:-/tmp/gpu-check-out}"
 mkdir -p "$OUT"
 LOG="$OUT/gpu-check.log"
 SUM="$OUT/summary.md"
+[ -f "$LOG" ] && mv -f "$LOG" "$LOG.prev"   # checks read this run's log only
+[ -f "$SUM" ] && mv -f "$SUM" "$SUM.prev"
 WORK="${GPU_CHECK_WORK:-/tmp/gpu-check-work}"
 mkdir -p "$WORK"
 PY=python3
@@ -74,7 +82,7 @@ BIN=$BUILD/cifar100
 export CIFAR100_DEVICE=$DEVICE
 
 # ------------------------------------------------------------------------------------------------ build
-if [ "$STAGE" != checks ] && [ "$DRY" = 0 ]; then
+if want build; then
   log "host: $(uname -a)"
   { nvidia-smi; nvcc --version; cmake --version | head -1; c++ --version | head -1;
     $PY -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cxx11abi", torch._C._GLIBCXX_USE_CXX11_ABI)';
@@ -95,7 +103,7 @@ if [ "$STAGE" != checks ] && [ "$DRY" = 0 ]; then
     exit "$FAILED"
   fi
 fi
-[ "$STAGE" = build ] && exit "$FAILED"
+want checks || want speed || exit "$FAILED"
 
 # ------------------------------------------------------------------------------------------------ checks
 [ -x "$BIN" ] || { record checks FAIL "$BIN is missing: run the build stage first (on the same warm machine)"; exit 1; }
@@ -103,7 +111,7 @@ export LD_LIBRARY_PATH=/opt/cifar100-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_P
 ulimit -c unlimited 2>/dev/null || true
 [ "$DRY" = 0 ] && { echo "$WORK/core.%e.%p" >/proc/sys/kernel/core_pattern; } 2>/dev/null
 
-if [ "$DRY" = 0 ]; then
+if want checks && [ "$DRY" = 0 ]; then
   if step unit_torch 240 "$BUILD/tests/unit_torch" --gtest_brief=1; then record unit_torch PASS "all unit_torch tests on the 2.x build"
   else record unit_torch FAIL "see gpu-check.log"; fi
   if step alloc_stress 120 "$BUILD/tests/alloc_stress_asan" 8 8000; then record alloc_stress PASS "8 threads under ASan"
@@ -130,11 +138,12 @@ backtrace() {
   cp "$core" "$OUT/" 2>/dev/null; rm -f "$core"
 }
 
+if want checks; then
 # 1. The replaced module's job: WRN-28-10 for 3 epochs with every save path, the test, the artifact, exit.
 RUN_A=$WORK/wrn-full
 rm -rf "$RUN_A"
-if step wrn_3_epochs 420 "$BIN" train "${COMMON[@]}" --out "$RUN_A" --set epochs=3 --set checkpoint_every_epochs=1 \
-     --set checkpoint_every_minutes=0.2; then
+if step wrn_3_epochs 300 "$BIN" train "${COMMON[@]}" --out "$RUN_A" --set epochs=3 --set checkpoint_every_epochs=1 \
+     --set train_limit=$((2 * SHORT)) --set checkpoint_every_minutes=0.1; then
   if [ -f "$RUN_A/results.json" ] && [ -f "$RUN_A/best.pt" ] && [ -f "$RUN_A/final.pt" ] && [ -f "$RUN_A/model/model.safetensors" ]; then
     ep=$($PY -c "import json; r=[json.loads(l) for l in open('$RUN_A/metrics.jsonl')]; print('%.2f' % r[-1]['train_seconds'])")
     record wrn_3_epochs PASS "exit 0; results, best.pt, final.pt, artifact present; epoch 3 train time ${ep} s"
@@ -175,9 +184,9 @@ fi
 if [ "$DRY" = 0 ] && command -v compute-sanitizer >/dev/null; then
   RUN_C=$WORK/sanitize
   rm -rf "$RUN_C"
-  if step memcheck 300 compute-sanitizer --tool memcheck --error-exitcode 99 "$BUILD/cifar100-engine" train \
+  if step memcheck 180 compute-sanitizer --tool memcheck --error-exitcode 99 "$BUILD/cifar100-engine" train \
        --data-dir "$DATA" --out "$RUN_C" --set depth=10 --set width=2 --set batch_size=128 --set val_size=500 \
-       --set train_limit=2048 --set epochs=2 --set checkpoint_every_minutes=0.001 --set workers=2 --set log_interval=0; then
+       --set train_limit=1024 --set epochs=2 --set checkpoint_every_minutes=0.001 --set workers=2 --set log_interval=0; then
     record memcheck PASS "compute-sanitizer memcheck: no errors over 2 epochs with a checkpoint every step"
   else
     record memcheck FAIL "exit $? (99 = errors found; see gpu-check.log; on gVisor the tool does not run)"
@@ -205,6 +214,9 @@ if step sam 300 "$BIN" train "${COMMON[@]}" --out "$RUN_E" --set depth=$MID_DEPT
   record sam PASS "SAM + EMA: $(grep -o 'images_per_second=[^;]*' "$LOG" | tail -1)"
 else record sam FAIL "see gpu-check.log"; fi
 
+fi  # checks
+
+if want speed; then
 # 5. Epoch time against PyTorch: the same model, recipe (crop+flip, MixUp 0.2, label smoothing, clipping,
 #    Nesterov SGD, bf16 autocast, channels-last), data and batch; the second epoch of ours (the first pays for
 #    cuDNN autotuning) against one epoch of PyTorch's after 20 warm-up steps.
@@ -233,6 +245,7 @@ if step speed_ours 300 "$BIN" train "${COMMON[@]}" --out "$RUN_F" --set epochs=2
 else
   record speed_ours FAIL "see gpu-check.log"
 fi
+fi  # speed
 
 log "done: $FAILED failed check(s); summary in $SUM"
 cat "$SUM"
