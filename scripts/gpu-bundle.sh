@@ -24,10 +24,12 @@ for p in $PKGS; do
   dpkg -L "$p" | grep -E "^/usr/(include|lib/$ARCH|lib/cmake|share/cmake|share/pkgconfig|lib/$ARCH/pkgconfig)/" >>"$list" || true
 done
 # Boost: the headers the build includes, with its whole config/ tree and CMake package files.
-ninja -C build -t deps | sed -n 's|^ *\(/usr/include/boost/.*\)$|\1|p' >>"$list"
-find /usr/include/boost/config -type f >>"$list"
-find /usr/lib/$ARCH/cmake -maxdepth 1 -type d \( -name 'Boost-*' -o -name 'boost_headers-*' -o -name 'BoostDetectToolset-*' \) \
-  -exec find {} -type f \; >>"$list"
+{
+  ninja -C build -t deps | sed -n 's|^ *\(/usr/include/boost/.*\)$|\1|p'
+  find /usr/include/boost/config -type f
+  find /usr/lib/$ARCH/cmake -maxdepth 1 -type d \( -name 'Boost-*' -o -name 'boost_headers-*' -o -name 'BoostDetectToolset-*' \) \
+    -exec find {} -type f \;
+} >>"$list"
 
 # Shared libraries: the -dev packages' .so link targets and everything they load, minus the C/C++ runtimes.
 system='^(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s|ld-linux-x86-64|libresolv|libutil)\.so'

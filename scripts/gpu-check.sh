@@ -21,7 +21,7 @@
 # Results: $OUT/gpu-check.log (everything) and $OUT/summary.md (one line per check, with figures). A failing
 # check is recorded and the next one still runs; the exit status is the number of failed checks (0 = all passed).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
 STAGES=""
 DRY=0
@@ -123,14 +123,14 @@ DATA=$WORK/data
   step data 120 "$BUILD/tests/make_fake_cifar" "$DATA" --train "$N_TRAIN" --test "$N_TEST" --classes 100
 TRAIN_BIN=$(find "$DATA" -name train.bin | head -1)
 
-COMMON=(--data-dir "$DATA" --set depth=$DEPTH --set width=$WIDTH --set batch_size=$BATCH --set val_size=$VAL
-        --set precision=$PREC --set workers=$WORKERS --set augment=standard --set log_interval=$LOGI
+COMMON=(--data-dir "$DATA" --set "depth=$DEPTH" --set "width=$WIDTH" --set "batch_size=$BATCH" --set "val_size=$VAL"
+        --set "precision=$PREC" --set "workers=$WORKERS" --set augment=standard --set "log_interval=$LOGI"
         --set eval_batch_size=1000 --set early_stopping_patience=0 --set warmup_epochs=1)
 
 # A crash leaves a core file: print its backtrace (cuda-gdb is the debugger there; gdb where present).
 backtrace() {
   local core
-  core=$(ls -t "$WORK"/core.* 2>/dev/null | head -1)
+  core=$(find "$WORK" -maxdepth 1 -name 'core.*' -printf '%T@ %p\n' 2>/dev/null | sort -rn | head -1 | cut -d' ' -f2-)
   [ -n "$core" ] || { log "no core file"; return; }
   local dbg
   dbg=$(command -v gdb || command -v cuda-gdb)
@@ -159,7 +159,7 @@ fi
 # 2. SIGTERM mid-epoch, then the same command resumes (never exercised on CUDA before).
 RUN_B=$WORK/wrn-term
 rm -rf "$RUN_B"
-TERM_ARGS=("${COMMON[@]}" --out "$RUN_B" --set epochs=2 --set train_limit=$SHORT --set checkpoint_every_epochs=1)
+TERM_ARGS=("${COMMON[@]}" --out "$RUN_B" --set epochs=2 --set "train_limit=$SHORT" --set checkpoint_every_epochs=1)
 log "=== sigterm_resume: first run, SIGTERM at epoch 2"
 "$BIN" train "${TERM_ARGS[@]}" >"$WORK/term.log" 2>&1 &
 pid=$!   # the command execs the engine in place: this is the training process
@@ -227,7 +227,7 @@ if step speed_ours 300 "$BIN" train "${COMMON[@]}" --out "$RUN_F" --set epochs=2
   ours=$($PY -c "import json; r=[json.loads(l) for l in open('$RUN_F/metrics.jsonl')]; print('%.3f' % r[-1]['train_seconds'])")
   gmac=$(grep -o '[0-9.]* GMAC per image' "$LOG" | tail -1 | cut -d' ' -f1)
   record speed_ours INFO "WRN-$DEPTH-$WIDTH epoch: ${ours} s"
-  peer_args=("$TRAIN_BIN" $((N_TRAIN - VAL)) $DEPTH $WIDTH $BATCH --device $DEVICE --workers $WORKERS)
+  peer_args=("$TRAIN_BIN" "$((N_TRAIN - VAL))" "$DEPTH" "$WIDTH" "$BATCH" --device "$DEVICE" --workers "$WORKERS")
   [ "$DRY" = 1 ] && peer_args+=(--warmup-steps 2)
   for mode in eager compile; do
     extra=()
