@@ -17,7 +17,8 @@ BUILD=(
 )
 TEST=(
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3-torch python3-torchvision python3-numpy python3-pil python3-botocore awscli jq shellcheck
+  python3-torch python3-torchvision python3-numpy python3-pil python3-botocore python3-onnx python3-protobuf awscli jq
+  shellcheck
   chromium wrk curl libjemalloc2 libtcmalloc-minimal4
 )
 # Building and running the container images in the tests (see ../shared/CONTAINERS.md).
