@@ -20,6 +20,7 @@ Runner add_data(CLI::App& root);
 Runner add_export(CLI::App& root);
 Runner add_predict(CLI::App& root);
 Runner add_serve(CLI::App& root);
+Runner add_report(CLI::App& root);
 
 Runner add_sagemaker(CLI::App& root);
 

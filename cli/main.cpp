@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   add("export", cifar::cli::add_export(app));
   add("predict", cifar::cli::add_predict(app));
   add("serve", cifar::cli::add_serve(app));
+  add("report", cifar::cli::add_report(app));
   add("sagemaker", cifar::cli::add_sagemaker(app));
 
   const bool known = std::any_of(commands.begin(), commands.end(),

@@ -1,7 +1,10 @@
 // `cifar100 train`: config -> data -> model -> trainer -> test report. Reads like the script it is.
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <fstream>
 #include <csignal>
 #include <filesystem>
 #include <optional>
@@ -23,7 +26,12 @@
 #include "data/split.h"
 #include "dist/group.h"
 #include "eval/evaluate.h"
+#include "eval/html_report.h"
 #include "eval/report.h"
+#include "common/cpu.h"
+#include "data/png.h"
+#include "data/preview.h"
+#include "train/tensorboard.h"
 #include "model/artifact.h"
 #include "model/device.h"
 #include "model/weights.h"
@@ -120,6 +128,20 @@ void apply_sagemaker(const SageMakerJob& job, ConfigArgs& ca) {
   ca.platform.push_back({"checkpoint_every_minutes", "10", "SageMaker layout"});
 }
 
+// Where the run ran, for results.json and the report.
+nlohmann::json describe_hardware(const model::Runtime& rt) {
+  nlohmann::json h = {{"device", rt.device.str()}, {"cores", cpu::available_cores()}};
+  char host[256] = "";
+  if (gethostname(host, sizeof(host) - 1) == 0) h["host"] = host;
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
+      h["cpu"] = line.substr(line.find(':') + 2);
+      break;
+    }
+  return h;
+}
+
 // Loads the weights chosen on validation: best.pt, or (after a resume in a fresh container, where only
 // the checkpoints survived) the newest best checkpoint.
 void load_best_weights(model::WideResNet& net, const train::RunDir& run, const std::string& ckpt_dir) {
@@ -182,6 +204,7 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm, const d
     checkpointer = std::make_unique<train::Checkpointer>(ckpt_dir, cfg.i("checkpoint_keep"));
     checkpointer->set_mirror(mirror);
     run->write_config(cfg);
+    if (cfg.b("tensorboard")) run->enable_tensorboard();
     log_config(cfg);
     log::info("run directory {}; checkpoints in {}; {}", run->dir(), ckpt_dir, rt.describe());
     if (resume) log::info("resuming from checkpoint {}", resume->first);
@@ -256,6 +279,7 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm, const d
       {"parameters", model::count_parameters(*net)},
       {"runtime", rt.describe()},
   };
+  results["hardware"] = describe_hardware(rt);
   if (sm) results["sagemaker"] = {{"job_name", sm->env.job_name}, {"job_arn", sm->env.job_arn},
                                   {"host", sm->env.current_host}};
   // The model artifact: the tested weights, the class names of this data set, the config and the results.
@@ -273,8 +297,24 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm, const d
   report_json["architecture"] = mc.name();
   report_json["weights"] = split.val.empty() ? "final" : "best";
   eval::write_report_dir(run->file("report"), report, report_json, info.class_names);
+  fs::write_atomic(run->file("report/gallery.json"), eval::make_gallery(ds.test, test.log_probs, info.class_names).dump() + "\n");
+  // What the augmentation made of the first training images (epoch 1's draws), for the report and TensorBoard.
+  data::PreviewOptions po;
+  po.seed = seed;
+  const std::vector<int64_t> shown(split.train.begin(), split.train.begin() + std::min<std::ptrdiff_t>(32, split.train.size()));
+  const auto [aug_w, aug_h] = data::write_preview(run->file("report/augmented_samples.png"), ds.train, shown, ds.fine_names,
+                                                  data::Pipeline::parse(cfg.s("augment")), po);
   run->write_results(results);
   model::write_artifact(model_dir, *net, info);
+  if (train::TensorBoardWriter* tb = run->tensorboard()) {
+    const auto step = static_cast<int64_t>(fit.history.size());
+    tb->scalars(step, {{"test/loss", test.loss}, {"test/top1", test.top1}, {"test/top5", test.top5}});
+    const std::string confusion = fs::read_text(run->file("report/confusion.png"));
+    const auto [cw, ch] = data::png_size(confusion);
+    tb->image(step, "confusion", ch, cw, confusion);
+    tb->image(step, "augmented_samples", aug_h, aug_w, fs::read_text(run->file("report/augmented_samples.png")));
+  }
+  eval::write_report_html(run->dir(), "", model_dir);
   if (const std::string& to = cfg.s("model_out"); !to.empty()) {
     publish_artifact(model_dir, to);
     log::info("model artifact stored at {}", to);
@@ -282,8 +322,8 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm, const d
   log::info("{}", train::format_test_line(test.loss, test.top1, test.top5, wall));
   if (!split.val.empty())
     log::info("tested the weights of epoch {} (best validation top-1 {:.4f})", fit.best_epoch, fit.best_val_top1);
-  log::info("results in {} (test report in {}); model artifact in {}", run->file("results.json"), run->file("report"),
-            model_dir);
+  log::info("results in {} (test report in {}, {}); model artifact in {}", run->file("results.json"), run->file("report"),
+            run->file("report.html"), model_dir);
   return 0;
 }
 

@@ -158,6 +158,10 @@ const std::vector<OptionSpec>& option_table() {
        0.01, 4096},
       {"log_interval", OptType::Int, "50",
        "steps between progress lines when stdout is not a terminal; 0 = only epoch lines", "system", "", {}, 0, 1e9},
+      {"tensorboard", OptType::Bool, "true",
+       "write TensorBoard event files to OUT/tensorboard/: every epoch's metrics as scalars, the confusion heat map "
+       "and augmented samples as images",
+       "system", "", {}, -kBig, kBig},
   };
   return table;
 }
@@ -172,7 +176,7 @@ ResumeRule resume_rule(const std::string& key) {
       "download_bytes", "device", "threads",
       "workers", "prefetch", "eval_batch_size", "log_interval", "checkpoint_dir", "checkpoint_every_epochs",
       "checkpoint_every_minutes", "checkpoint_keep", "resume", "caching_allocator", "checkpoint_mirror", "model_out",
-      "dist_timeout", "bucket_mb", "augment_on_device"};
+      "dist_timeout", "bucket_mb", "augment_on_device", "tensorboard"};
   if (must.count(key)) return ResumeRule::MustMatch;
   if (free.count(key)) return ResumeRule::Free;
   return ResumeRule::Warn;

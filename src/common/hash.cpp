@@ -1,5 +1,7 @@
 #include "common/hash.h"
 
+#include <cstdint>
+
 #include <openssl/evp.h>
 
 #include <cerrno>
@@ -64,6 +66,26 @@ std::string sha256(const void* data, size_t size) {
   Digest d(EVP_sha256());
   d.update(data, size);
   return d.hex();
+}
+
+std::string base64(const void* bytes, size_t size) {
+  const auto* data = static_cast<const uint8_t*>(bytes);
+  const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < size; i += 3) {
+    const uint32_t v = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+    for (int k = 3; k >= 0; --k) out.push_back(a[(v >> (6 * k)) & 63]);
+  }
+  if (i < size) {
+    uint32_t v = data[i] << 16;
+    if (i + 1 < size) v |= data[i + 1] << 8;
+    out.push_back(a[(v >> 18) & 63]);
+    out.push_back(a[(v >> 12) & 63]);
+    out.push_back(i + 1 < size ? a[(v >> 6) & 63] : '=');
+    out.push_back('=');
+  }
+  return out;
 }
 
 }  // namespace cifar::hash

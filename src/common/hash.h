@@ -24,5 +24,7 @@ std::string md5_file(const std::string& path);
 std::string sha256_file(const std::string& path);
 std::string md5(const void* data, size_t size);
 std::string sha256(const void* data, size_t size);
+// Standard base64 (RFC 4648, with padding).
+std::string base64(const void* data, size_t size);
 
 }  // namespace cifar::hash

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/hash.h"
 #include "data/image_io.h"
 
 namespace cifar::serve {
@@ -214,24 +215,7 @@ std::vector<uint8_t> base64_decode(const std::string& text) {
   return out;
 }
 
-std::string base64_encode(const uint8_t* data, size_t size) {
-  const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < size; i += 3) {
-    const uint32_t v = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
-    for (int k = 3; k >= 0; --k) out.push_back(a[(v >> (6 * k)) & 63]);
-  }
-  if (i < size) {
-    uint32_t v = data[i] << 16;
-    if (i + 1 < size) v |= data[i + 1] << 8;
-    out.push_back(a[(v >> 18) & 63]);
-    out.push_back(a[(v >> 12) & 63]);
-    out.push_back(i + 1 < size ? a[(v >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
+std::string base64_encode(const uint8_t* data, size_t size) { return hash::base64(data, size); }
 
 Images decode_npy(const std::string& body, const DecodeOptions& o) {
   auto bad = [](const std::string& why) { throw RequestError(400, "bad_npy", "application/x-npy: " + why); };

@@ -59,6 +59,7 @@ nlohmann::json state_to_json(const TrainState& s) {
           {"step", s.step},
           {"loss_sum", s.loss_sum},
           {"hit_sum", s.hit_sum},
+          {"grad_norm", {{"sum", s.grad_norm_sum}, {"steps", s.grad_norm_steps}}},
           {"seen", s.seen},
           {"train_seconds", s.train_seconds},
           {"early_stopping", {{"best", s.es_best}, {"best_epoch", s.es_best_epoch}, {"bad_epochs", s.es_bad_epochs}}},
@@ -77,6 +78,10 @@ TrainState state_from_json(const nlohmann::json& j) {
   s.step = j.at("step").get<int64_t>();
   s.loss_sum = j.at("loss_sum").get<double>();
   s.hit_sum = j.at("hit_sum").get<double>();
+  if (j.contains("grad_norm")) {  // absent from checkpoints written before it was measured
+    s.grad_norm_sum = j["grad_norm"].at("sum").get<double>();
+    s.grad_norm_steps = j["grad_norm"].at("steps").get<int64_t>();
+  }
   s.seen = j.at("seen").get<int64_t>();
   s.train_seconds = j.at("train_seconds").get<double>();
   const auto& es = j.at("early_stopping");

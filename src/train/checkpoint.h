@@ -38,6 +38,8 @@ struct TrainState {
   int64_t batch = 0;  // next batch of that epoch; == batches per epoch: training done, validation pending
   int64_t step = 0;   // optimizer steps taken so far
   double loss_sum = 0, hit_sum = 0;  // meters of the epoch in progress
+  double grad_norm_sum = 0;          // sum of the global gradient norms of the epoch's steps so far
+  int64_t grad_norm_steps = 0;
   int64_t seen = 0;
   double train_seconds = 0;
   double es_best = -1e300;  // early stopping

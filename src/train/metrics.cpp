@@ -10,6 +10,7 @@ nlohmann::json to_json(const EpochMetrics& m) {
                       {"lr", m.lr},
                       {"train_loss", m.train_loss},
                       {"train_acc", m.train_acc},
+                      {"grad_norm", m.grad_norm},
                       {"epoch_seconds", m.epoch_seconds},
                       {"train_seconds", m.train_seconds},
                       {"images_per_second", m.images_per_second}};
@@ -37,6 +38,7 @@ EpochMetrics epoch_metrics_from_json(const nlohmann::json& j) {
   m.lr = j.at("lr").get<double>();
   m.train_loss = j.at("train_loss").get<double>();
   m.train_acc = j.at("train_acc").get<double>();
+  m.grad_norm = j.value("grad_norm", 0.0);
   m.epoch_seconds = j.at("epoch_seconds").get<double>();
   m.train_seconds = j.at("train_seconds").get<double>();
   m.images_per_second = j.at("images_per_second").get<double>();

@@ -17,6 +17,7 @@ struct EpochMetrics {
   bool has_ema = false;  // ema_decay > 0 (with a validation split): the weight average's validation figures
   double ema_loss = 0, ema_top1 = 0, ema_top5 = 0;
   std::string selected = "raw";  // the weights that scored this epoch (raw or ema)
+  double grad_norm = 0;          // mean global L2 norm of the gradients over the epoch's steps, before clipping
   double loss_scale = 0;         // precision=fp16: the loss scale at the epoch's end (0 = not used)
   int64_t skipped_steps = 0;     // precision=fp16: steps skipped in this epoch for inf/NaN gradients
   double epoch_seconds = 0, train_seconds = 0, images_per_second = 0;

@@ -7,6 +7,7 @@
 #include "common/config.h"
 #include "common/error.h"
 #include "common/fsutil.h"
+#include "train/tensorboard.h"
 
 namespace cifar::train {
 
@@ -24,7 +25,15 @@ RunDir::RunDir(std::string dir, bool overwrite, bool resuming, std::string weigh
            dir_, f);
     std::filesystem::remove(p);
   }
+  // A replaced run's event files and report would mix with the new run's.
+  std::filesystem::remove_all(file("tensorboard"));
+  std::filesystem::remove(file("report.html"));
 }
+
+RunDir::~RunDir() = default;
+RunDir::RunDir(RunDir&&) noexcept = default;
+
+void RunDir::enable_tensorboard() { tensorboard_ = std::make_unique<TensorBoardWriter>(file("tensorboard")); }
 
 std::string RunDir::file(const std::string& name) const { return (std::filesystem::path(dir_) / name).string(); }
 std::string RunDir::best_weights() const { return (std::filesystem::path(weights_dir_) / "best.pt").string(); }
@@ -35,7 +44,10 @@ void RunDir::write_config(const Config& cfg) const {
                                             file("config.yaml") + " repeats it)\n" + cfg.to_yaml());
 }
 
-void RunDir::append_metrics(const nlohmann::json& epoch) const { fs::append_line(file("metrics.jsonl"), epoch.dump()); }
+void RunDir::append_metrics(const nlohmann::json& epoch) const {
+  fs::append_line(file("metrics.jsonl"), epoch.dump());
+  if (tensorboard_) tensorboard_->scalars(epoch.at("epoch").get<int64_t>(), tensorboard_scalars(epoch));
+}
 
 void RunDir::rewrite_metrics(const std::vector<nlohmann::json>& epochs) const {
   std::string text;

@@ -4,7 +4,9 @@
 //   results.json    final test metrics, best epoch, wall time
 //   best.pt         weights with the best validation top-1 (PyTorch state dict)
 //   final.pt        weights after the last epoch
+//   tensorboard/    TensorBoard event files (tensorboard=true): each epoch's metrics.jsonl line as scalars
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,8 @@ class Config;
 
 namespace cifar::train {
 
+class TensorBoardWriter;
+
 class RunDir {
  public:
   // Creates the directory. Refuses one that already holds a run unless `overwrite` or `resuming`.
@@ -25,6 +29,11 @@ class RunDir {
   const std::string& dir() const { return dir_; }
   std::string file(const std::string& name) const;
   void write_config(const Config& cfg) const;
+  ~RunDir();
+  RunDir(RunDir&&) noexcept;
+  // Starts a new event file in tensorboard/: append_metrics() then also writes each epoch there.
+  void enable_tensorboard();
+  TensorBoardWriter* tensorboard() const { return tensorboard_.get(); }
   void append_metrics(const nlohmann::json& epoch) const;
   // Replaces metrics.jsonl with these lines (resume: the checkpoint's history is the truth).
   void rewrite_metrics(const std::vector<nlohmann::json>& epochs) const;
@@ -34,6 +43,7 @@ class RunDir {
 
  private:
   std::string dir_, weights_dir_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
 };
 
 }  // namespace cifar::train

@@ -38,6 +38,15 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// The L2 norm of all gradients together, as a device scalar (no synchronisation).
+torch::Tensor global_grad_norm(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return torch::zeros({});
+  return torch::stack(at::_foreach_norm(grads)).norm();
+}
+
 // A 64-bit digest of the weights, buffers and momentum, in logical element order (memory formats aside).
 uint64_t state_digest(const Snapshot& s) {
   uint64_t h = 1469598103934665603ull;
@@ -311,10 +320,12 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
     };
     torch::Tensor loss_sum = torch::full({}, st.loss_sum, torch::dtype(torch::kFloat64).device(rt_.device));
     torch::Tensor hit_sum = torch::full({}, st.hit_sum, torch::dtype(torch::kFloat64).device(rt_.device));
+    torch::Tensor grad_norm_sum = torch::full({}, st.grad_norm_sum, torch::dtype(torch::kFloat64).device(rt_.device));
     // Moves the device-side meters and the elapsed time into `st` (before a checkpoint, at the epoch's end).
     auto sync_meters = [&] {
       st.loss_sum = loss_sum.item<double>();
       st.hit_sum = hit_sum.item<double>();
+      st.grad_norm_sum = grad_norm_sum.item<double>();
       st.train_seconds += seconds_since(t_phase);
       t_phase = Clock::now();
     };
@@ -398,7 +409,10 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
         take_step = scaler->step_ok();
       }
       if (take_step) {
-        if (clip > 0) torch::nn::utils::clip_grad_norm_(params, clip);  // the global norm: gradients are summed
+        // The global norm (gradients are summed): measured on the device, read at the epoch's end.
+        if (clip > 0) grad_norm_sum += torch::nn::utils::clip_grad_norm_(params, clip);
+        else grad_norm_sum += global_grad_norm(params).to(torch::kFloat64);
+        ++st.grad_norm_steps;
         optimizer->step();
         if (ema) ema->update(st.step + 1);
       }
@@ -431,6 +445,7 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
     m.lr = sched.at(st.step - 1);
     m.train_loss = st.loss_sum / static_cast<double>(std::max<int64_t>(st.seen, 1));
     m.train_acc = st.hit_sum / static_cast<double>(std::max<int64_t>(st.seen, 1));
+    m.grad_norm = st.grad_norm_sum / static_cast<double>(std::max<int64_t>(st.grad_norm_steps, 1));
     if (!std::isfinite(m.train_loss))
       fail("training diverged: the training loss is {} in epoch {}; lower lr (now {}) or set grad_clip (now {})",
            m.train_loss, m.epoch, cfg_.text("lr"), cfg_.text("grad_clip"));
@@ -510,7 +525,8 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
     st.history.push_back(m);
     ++st.epoch;
     st.batch = st.seen = 0;
-    st.loss_sum = st.hit_sum = st.train_seconds = 0;
+    st.loss_sum = st.hit_sum = st.train_seconds = st.grad_norm_sum = 0;
+    st.grad_norm_steps = 0;
     st.es_best = stopper.best();
     st.es_best_epoch = stopper.best_epoch();
     st.es_bad_epochs = stopper.bad_epochs();
