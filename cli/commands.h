@@ -21,6 +21,8 @@ Runner add_export(CLI::App& root);
 Runner add_predict(CLI::App& root);
 Runner add_serve(CLI::App& root);
 Runner add_report(CLI::App& root);
+Runner add_push(CLI::App& root);
+Runner add_pull(CLI::App& root);
 
 Runner add_sagemaker(CLI::App& root);
 

@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   add("predict", cifar::cli::add_predict(app));
   add("serve", cifar::cli::add_serve(app));
   add("report", cifar::cli::add_report(app));
+  add("push", cifar::cli::add_push(app));
+  add("pull", cifar::cli::add_pull(app));
   add("sagemaker", cifar::cli::add_sagemaker(app));
 
   const bool known = std::any_of(commands.begin(), commands.end(),

@@ -292,6 +292,9 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm, const d
   for (int64_t y : test.labels) coarse.push_back(info.fine_to_coarse.empty() ? 0 : info.fine_to_coarse[static_cast<size_t>(y)]);
   const eval::Report report = eval::make_report(test.log_probs, test.labels, info.fine_to_coarse.empty() ? std::vector<int64_t>{} : coarse,
                                                 info.fine_to_coarse);
+  if (report.coarse_top1 >= 0) results["test_coarse_top1"] = report.coarse_top1;
+  results["test_ece"] = report.ece;
+  info.metrics = results;
   nlohmann::json report_json = eval::to_json(report, info.class_names);
   report_json["split"] = "test";
   report_json["architecture"] = mc.name();

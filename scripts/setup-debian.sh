@@ -17,7 +17,7 @@ BUILD=(
 )
 TEST=(
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3-torch python3-torchvision python3-numpy python3-pil python3-botocore python3-onnx python3-protobuf awscli jq
+  python3-torch python3-torchvision python3-numpy python3-pil python3-botocore python3-onnx python3-protobuf python3-yaml awscli jq
   shellcheck
   chromium wrk curl libjemalloc2 libtcmalloc-minimal4
 )

@@ -32,10 +32,11 @@ struct Digest {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx;
 };
 
-std::string digest_file(const std::string& path, const EVP_MD* md) {
+std::string digest_file(const std::string& path, const EVP_MD* md, const std::string& prefix = "") {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot open '{}': {}", path, std::strerror(errno));
   Digest d(md);
+  d.update(prefix.data(), prefix.size());
   std::vector<char> buf(1 << 20);
   while (in) {
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
@@ -57,6 +58,9 @@ std::string Sha256::hex() { return impl_->d.hex(); }
 
 std::string md5_file(const std::string& path) { return digest_file(path, EVP_md5()); }
 std::string sha256_file(const std::string& path) { return digest_file(path, EVP_sha256()); }
+std::string git_blob_sha1_file(const std::string& path, int64_t size) {
+  return digest_file(path, EVP_sha1(), "blob " + std::to_string(size) + std::string(1, '\0'));
+}
 std::string md5(const void* data, size_t size) {
   Digest d(EVP_md5());
   d.update(data, size);

@@ -376,10 +376,10 @@ std::string render_report_html(const std::string& run_dir, const std::string& mo
 
   // Superclass accuracy: a prediction counts when its class lies in the true class's superclass.
   h += "<section id=\"superclass\"><h2>Superclass accuracy</h2>";
-  const bool have_coarse = model_cfg.contains("coarse_names") && model_cfg.contains("fine_to_coarse") &&
-                           report.contains("confusion_matrix") && !model_cfg["coarse_names"].empty();
+  const bool have_coarse = model_cfg.contains("coarse_class_names") && model_cfg.contains("fine_to_coarse") &&
+                           report.contains("confusion_matrix") && !model_cfg["coarse_class_names"].empty();
   if (have_coarse) {
-    const auto coarse_names = model_cfg["coarse_names"].get<std::vector<std::string>>();
+    const auto coarse_names = model_cfg["coarse_class_names"].get<std::vector<std::string>>();
     const auto f2c = model_cfg["fine_to_coarse"].get<std::vector<int>>();
     const auto& cm = report["confusion_matrix"];
     std::vector<int64_t> total(coarse_names.size()), hit(coarse_names.size());
