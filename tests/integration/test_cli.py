@@ -188,7 +188,8 @@ class Docs(TempDirTest):
         for k in keys:
             self.assertTrue(f"`{k}`" in readme, f"config key {k} is not in README.md")
         for cmd in (["train"], ["eval"], ["predict"], ["export"], ["serve"], ["data", "download"], ["data", "verify"],
-                    ["data", "info"], ["data", "preview"], ["data", "upload"], ["sagemaker", "metric-definitions"]):
+                    ["data", "info"], ["data", "preview"], ["data", "upload"], ["sagemaker", "metric-definitions"],
+                    ["report"], ["push"], ["pull"]):
             r = run(cmd + ["--help"])
             for opt in re.findall(r"(--[a-z][a-z-]+)", r.stdout):
                 if opt != "--help":
