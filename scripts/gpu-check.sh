@@ -12,7 +12,8 @@
 #   checks  unit_torch and the allocator stress test on the 2.x build; WRN-28-10 on CUDA for 3 epochs (20,000
 #           images) with checkpoints, best/final weights, the artifact, the test and exit, with core dumps on and
 #           a backtrace if it crashes; SIGTERM mid-epoch and resume on CUDA; compute-sanitizer memcheck of a short
-#           run with overlapping saves; fp16 with the loss scaler and EMA; SAM
+#           run with overlapping saves; fp16 with the loss scaler and EMA; SAM; the artifact exported as ONNX
+#           (float and uint8 input) and run in onnxruntime against the PyTorch reference
 #   speed   the epoch time of WRN-28-10 (45,000 images) against PyTorch (tools/reference/bench_gpu.py: the same
 #           model, recipe and data, eager and torch.compile)
 #   all     all three (stages can also be listed: `checks speed`)
@@ -147,6 +148,17 @@ if step wrn_3_epochs 300 "$BIN" train "${COMMON[@]}" --out "$RUN_A" --set epochs
   if [ -f "$RUN_A/results.json" ] && [ -f "$RUN_A/best.pt" ] && [ -f "$RUN_A/final.pt" ] && [ -f "$RUN_A/model/model.safetensors" ]; then
     ep=$($PY -c "import json; r=[json.loads(l) for l in open('$RUN_A/metrics.jsonl')]; print('%.2f' % r[-1]['train_seconds'])")
     record wrn_3_epochs PASS "exit 0; results, best.pt, final.pt, artifact present; epoch 3 train time ${ep} s"
+    # The run's artifact as ONNX, run in onnxruntime against the PyTorch reference (Debian has no onnxruntime).
+    if $PY -c "import onnxruntime" 2>/dev/null; then
+      for input in float uint8; do
+        if step "onnx_$input" 120 "$BIN" export --model "$RUN_A/model" --onnx "$WORK/wrn-$input.onnx" --onnx-input $input &&
+           step "onnx_${input}_runtime" 180 $PY tools/reference/onnx_check.py "$WORK/wrn-$input.onnx" "$RUN_A/model"; then
+          record "onnx_$input" PASS "$(grep -o 'onnx_check=.*' "$LOG" | tail -1)"
+        else record "onnx_$input" FAIL "see gpu-check.log"; fi
+      done
+    else
+      record onnx INFO "skipped: no onnxruntime for $PY"
+    fi
   else
     record wrn_3_epochs FAIL "exit 0 but files are missing"
   fi
