@@ -71,14 +71,13 @@ struct Series {
 
 // A line chart with axes, min/max tick labels, a legend, one polyline per series.
 std::string line_chart(const std::string& id, const std::string& title, const std::string& ylabel,
-                       const std::vector<Series>& series, bool log_y = false) {
+                       const std::vector<Series>& series) {
   const double W = 460, H = 260, L = 64, R = 12, T = 28, B = 36;
   double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
-  auto fy = [&](double v) { return log_y ? std::log10(std::max(v, 1e-12)) : v; };
   for (const auto& s : series)
     for (size_t i = 0; i < s.x.size(); ++i) {
       x0 = std::min(x0, s.x[i]), x1 = std::max(x1, s.x[i]);
-      y0 = std::min(y0, fy(s.y[i])), y1 = std::max(y1, fy(s.y[i]));
+      y0 = std::min(y0, s.y[i]), y1 = std::max(y1, s.y[i]);
     }
   if (x0 > x1) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
   if (x1 - x0 < 1e-12) x0 -= 0.5, x1 += 0.5;
@@ -86,21 +85,23 @@ std::string line_chart(const std::string& id, const std::string& title, const st
   const double pad = 0.05 * (y1 - y0);
   const bool non_negative = y0 >= 0;
   y0 -= pad, y1 += pad;
-  if (non_negative && !log_y && y0 < 0) y0 = 0;  // a learning rate that ends at 0 keeps its axis at 0
+  if (non_negative && y0 < 0) y0 = 0;  // a learning rate that ends at 0 keeps its axis at 0
   auto px = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
-  auto py = [&](double y) { return T + (1 - (fy(y) - y0) / (y1 - y0)) * (H - T - B); };
-  auto unfy = [&](double v) { return log_y ? std::pow(10.0, v) : v; };
+  auto py = [&](double y) { return T + (1 - (y - y0) / (y1 - y0)) * (H - T - B); };
   std::string o = fmt::format(
       "<svg class=\"chart\" id=\"{}\" viewBox=\"0 0 {} {}\" width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"{}\">"
       "<text x=\"{}\" y=\"18\" class=\"title\">{}</text>",
       id, W, H, W, H, esc(title), L, esc(title));
   o += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" class=\"plot\"/>", L, T, W - L - R, H - T - B);
-  for (int k = 0; k <= 4; ++k) {  // horizontal grid and y ticks
-    const double v = y0 + (y1 - y0) * k / 4.0, y = T + (1 - k / 4.0) * (H - T - B);
+  // Horizontal grid lines and y ticks at round values: a step of 1, 2 or 5 times a power of ten, 3 to 6 of them.
+  const double raw = (y1 - y0) / 4, mag = std::pow(10.0, std::floor(std::log10(raw))), r = raw / mag;
+  const double tick = mag * (r <= 1 ? 1 : r <= 2 ? 2 : r <= 5 ? 5 : 10);
+  const int decimals = std::max(0, -static_cast<int>(std::floor(std::log10(tick))));
+  for (auto k = static_cast<int64_t>(std::ceil(y0 / tick - 1e-9)); static_cast<double>(k) * tick <= y1 + 1e-9 * tick; ++k) {
+    const double v = static_cast<double>(k) * tick, y = py(v);
     o += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" class=\"grid\"/>", L, W - R, y, y);
-    const double shown = unfy(v);
-    o += fmt::format("<text x=\"{}\" y=\"{:.1f}\" class=\"tick\" text-anchor=\"end\">{}</text>", L - 4, y + 4,
-                     std::fabs(shown) < 1e-3 && shown != 0 ? fmt::format("{:.1e}", shown) : fmt::format("{:.3g}", shown));
+    o += fmt::format("<text x=\"{}\" y=\"{:.1f}\" class=\"tick\" text-anchor=\"end\">{:.{}f}</text>", L - 4, y + 4,
+                     v, decimals);
   }
   // Epoch ticks: every epoch when there are few, else about six round ones.
   const double span = x1 - x0, step = span <= 10 ? 1 : std::ceil(span / 6.0);
@@ -204,7 +205,7 @@ svg .bar{fill:#457b9d}svg .bin{fill:#e76f51;opacity:.85}svg .diagonal{stroke:#88
 table{border-collapse:collapse;font-size:13px}td,th{padding:3px 10px;border-bottom:1px solid #eceff3;text-align:left}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 .cols{display:flex;flex-wrap:wrap;gap:28px}
-#confusion-img{width:min(100%,720px);image-rendering:pixelated;border:1px solid #e2e5ea}
+#confusion-img{max-width:100%;border:1px solid #e2e5ea}
 #augmented-img{max-width:100%;image-rendering:pixelated}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px}
 figure.sample{margin:0;border:1px solid #e2e5ea;border-radius:6px;padding:6px;background:#fafbfc}
@@ -290,9 +291,9 @@ std::string render_report_html(const std::string& run_dir, const std::string& mo
   kpi("test-top1", "test top-1", rget("test_top1"), pct(rget("test_top1")));
   kpi("test-top5", "test top-5", rget("test_top5"), pct(rget("test_top5")));
   kpi("test-loss", "test loss", rget("test_loss"), num(rget("test_loss")));
-  if (report.contains("coarse_top1") && report["coarse_top1"].get<double>() >= 0)
+  if (report.contains("coarse_top1") && report["coarse_top1"].is_number() && report["coarse_top1"].get<double>() >= 0)
     kpi("coarse-top1", "superclass top-1", report["coarse_top1"].get<double>(), pct(report["coarse_top1"].get<double>()));
-  if (report.contains("ece")) kpi("ece", "calibration error (ECE)", report["ece"].get<double>(), num(report["ece"].get<double>()));
+  if (report.contains("ece") && report["ece"].is_number()) kpi("ece", "calibration error (ECE)", report["ece"].get<double>(), num(report["ece"].get<double>()));
   if (results.contains("best_val_top1") && results["best_val_top1"].is_number())
     kpi("best-val-top1", "best validation top-1", rget("best_val_top1"), pct(rget("best_val_top1")));
   kpi("epochs-run", "epochs", rget("epochs_run", 0), fmt::format("{}", static_cast<int64_t>(rget("epochs_run", 0))));
@@ -400,14 +401,16 @@ std::string render_report_html(const std::string& run_dir, const std::string& mo
                        esc(coarse_names[s]), acc(s), total[s], esc(coarse_names[s]), pct(acc(s)), total[s]);
     h += "</table>";
   } else {
-    h += "<p class=\"muted\">no superclass labels in this model's config</p>";
+    h += report.contains("confusion_matrix")
+             ? "<p class=\"muted\">no superclass labels in this model's config</p>"
+             : "<p class=\"muted\">no confusion matrix (report/metrics.json is missing)</p>";
   }
   h += "</section>";
 
   // Calibration.
   h += "<section id=\"calibration\"><h2>Calibration</h2>";
   if (report.contains("calibration_bins"))
-    h += calibration_chart(report["calibration_bins"], report.value("ece", 0.0)) +
+    h += calibration_chart(report["calibration_bins"], report.contains("ece") && report["ece"].is_number() ? report["ece"].get<double>() : 0.0) +
          "<p class=\"muted\">Bars: accuracy of the test images whose top-1 confidence falls in each bin; a calibrated "
          "model follows the diagonal.</p>";
   else

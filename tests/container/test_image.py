@@ -153,9 +153,12 @@ class Image(unittest.TestCase):
         self.assertIn("ignoring platform hyperparameters: sagemaker_submit_directory", log)
         self.assertEqual(sorted(os.listdir(os.path.join(plain, "model"))), ["config.json", "model.pt", "model.safetensors"])
         out = os.path.join(plain, "output", "data")
-        self.assertEqual(sorted(os.listdir(out)), ["config.yaml", "metrics.jsonl", "report", "results.json"])
+        self.assertEqual(sorted(os.listdir(out)),
+                         ["config.yaml", "metrics.jsonl", "report", "report.html", "results.json", "tensorboard"])
         self.assertEqual(sorted(os.listdir(os.path.join(out, "report"))),
-                         ["confusion.csv", "confusion.png", "metrics.json", "per_class.csv"])
+                         ["augmented_samples.png", "confusion.csv", "confusion.png", "gallery.json", "metrics.json",
+                          "per_class.csv"])
+        self.assertTrue(os.listdir(os.path.join(out, "tensorboard"))[0].startswith("events.out.tfevents."))
         results = read_json(os.path.join(out, "results.json"))
         self.assertEqual(results["test_images"], 1000)
         self.assertEqual(results["sagemaker"]["job_name"], "cifar100-image-test")
