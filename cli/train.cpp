@@ -4,9 +4,9 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <fstream>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <map>
 #include <algorithm>
@@ -18,20 +18,19 @@
 #include "cli/commands.h"
 #include "cli/workers.h"
 #include "cloud/sagemaker.h"
+#include "common/cpu.h"
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/signals.h"
 #include "data/fetch.h"
+#include "data/png.h"
+#include "data/preview.h"
 #include "data/split.h"
 #include "dist/group.h"
 #include "eval/evaluate.h"
 #include "eval/html_report.h"
 #include "eval/report.h"
-#include "common/cpu.h"
-#include "data/png.h"
-#include "data/preview.h"
-#include "train/tensorboard.h"
 #include "model/artifact.h"
 #include "model/device.h"
 #include "model/weights.h"
@@ -39,6 +38,7 @@
 #include "train/checkpoint.h"
 #include "train/export.h"
 #include "train/run_dir.h"
+#include "train/tensorboard.h"
 #include "train/trainer.h"
 
 namespace cifar::cli {

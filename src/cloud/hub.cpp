@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cloud/http.h"
+#include "cloud/sigv4.h"
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/hash.h"
@@ -178,20 +179,7 @@ std::string strip_etag(std::string e) {
 
 }  // namespace
 
-std::string url_quote(const std::string& s, bool keep_slash) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string o;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || (keep_slash && c == '/')) {
-      o += static_cast<char>(c);
-    } else {
-      o += '%';
-      o += hex[c >> 4];
-      o += hex[c & 15];
-    }
-  }
-  return o;
-}
+std::string url_quote(const std::string& s, bool keep_slash) { return uri_encode(s, keep_slash); }
 
 void check_repo_id(const std::string& repo_id) {
   const auto slash = repo_id.find('/');

@@ -52,7 +52,8 @@ std::string pull(const HubOptions& opt, const std::string& repo_id, const std::s
 
 // OWNER/NAME with the Hub's character rules; throws a configuration error otherwise.
 void check_repo_id(const std::string& repo_id);
-// Percent-encoding: every byte but A-Z a-z 0-9 - . _ ~ (and '/' when keep_slash).
+// Percent-encoding as the Hub's client quotes: every byte but A-Z a-z 0-9 - . _ ~ (and '/' when keep_slash); RFC 3986's
+// unreserved set, the same as SigV4's.
 std::string url_quote(const std::string& s, bool keep_slash = false);
 
 }  // namespace cifar::cloud::hub
