@@ -100,7 +100,45 @@ std::string model_card(const model::ArtifactInfo& info, const std::string& repo,
 
   c += "## Use it in PyTorch\n\n";
   c += "The weights are a plain state dict (`model.safetensors`, also `model.pt`). This defines the same network:\n\n";
-  c += fmt::format(R"(```python
+  if (info.arch.airbench())
+    c += fmt::format(R"(```python
+import torch, torch.nn as nn, torch.nn.functional as F
+from safetensors.torch import load_file  # or: torch.load("model.pt")
+
+class Group(nn.Module):
+    def __init__(self, i, o):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(i, o, 3, 1, 1, bias=False), nn.BatchNorm2d(o)
+        self.conv2, self.bn2 = nn.Conv2d(o, o, 3, 1, 1, bias=False), nn.BatchNorm2d(o)
+    def forward(self, x):
+        x = F.gelu(self.bn1(F.max_pool2d(self.conv1(x), 2)))
+        return F.gelu(self.bn2(self.conv2(x)))
+
+class Airbench(nn.Module):
+    def __init__(self, widths=({}, {}, {}), num_classes={}):
+        super().__init__()
+        self.register_buffer("whiten_weight", torch.zeros(24, 3, 2, 2))
+        self.whiten_bias = nn.Parameter(torch.zeros(24))
+        w = [24, *widths]
+        self.groups = nn.Sequential(*[Group(w[g], w[g + 1]) for g in range(3)])
+        self.head = nn.Linear(w[3], num_classes, bias=False)
+    def forward(self, x):
+        x = F.gelu(F.conv2d(x, self.whiten_weight, self.whiten_bias))
+        return self.head(F.max_pool2d(self.groups(x), 3).flatten(1)) / 9
+
+net = Airbench().eval()
+net.load_state_dict(load_file("model.safetensors"))
+mean = torch.tensor({}).view(1, 3, 1, 1)
+std = torch.tensor({}).view(1, 3, 1, 1)
+# x: uint8 RGB images, N x 3 x 32 x 32
+logits = net((x.float() / 255 - mean) / std)
+```
+
+)",
+                     info.arch.widths[0], info.arch.widths[1], info.arch.widths[2], info.arch.num_classes,
+                     json(info.mean).dump(), json(info.std).dump());
+  else
+    c += fmt::format(R"(```python
 import torch, torch.nn as nn, torch.nn.functional as F
 from safetensors.torch import load_file  # or: torch.load("model.pt")
 
@@ -140,7 +178,8 @@ logits = net((x.float() / 255 - mean) / std)
 ```
 
 )",
-                   info.arch.depth, info.arch.width, info.arch.num_classes, json(info.mean).dump(), json(info.std).dump());
+                     info.arch.depth, info.arch.width, info.arch.num_classes, json(info.mean).dump(),
+                     json(info.std).dump());
   c += "`config.json` holds the class names (in logit order), the normalisation and the training metrics.\n\n";
 
   c += "## Intended use and limits\n\n";

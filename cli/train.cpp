@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -44,6 +45,16 @@
 namespace cifar::cli {
 
 namespace {
+
+// The images `idx` of `split` as a normalised float32 N x 3 x 32 x 32 tensor.
+at::Tensor normalized_images(const data::Split& split, const std::vector<int64_t>& idx) {
+  at::Tensor x = torch::empty({static_cast<int64_t>(idx.size()), 3, data::kImageSize, data::kImageSize}, torch::kUInt8);
+  for (size_t i = 0; i < idx.size(); ++i)
+    std::memcpy(x.data_ptr<uint8_t>() + i * data::kPixels, split.image(idx[i]), data::kPixels);
+  const at::Tensor mean = torch::tensor({data::kMean[0], data::kMean[1], data::kMean[2]}).view({1, 3, 1, 1});
+  const at::Tensor std = torch::tensor({data::kStd[0], data::kStd[1], data::kStd[2]}).view({1, 3, 1, 1});
+  return (x.to(torch::kFloat32) / 255.0f - mean) / std;
+}
 namespace stdfs = std::filesystem;
 namespace sagemaker = cloud::sagemaker;
 
@@ -229,8 +240,18 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm, const d
 
   // 3. Model.
   model::seed_torch(seed);
-  const model::WrnConfig mc{cfg.i("depth"), cfg.i("width"), cfg.f("dropout"), data::kNumClasses};
+  model::WrnConfig mc{cfg.i("depth"), cfg.i("width"), cfg.f("dropout"), data::kNumClasses};
+  if (cfg.s("arch") == "airbench") {
+    mc.arch = "airbench";
+    mc.widths = parse_widths(cfg.s("widths"), "config key 'widths'");
+  }
   model::WideResNet net(mc);
+  if (mc.airbench() && !resume) {
+    // The whitening filters come from (up to) 5,000 training images, the same ones on every rank.
+    const std::vector<int64_t> first(split.train.begin(),
+                                     split.train.begin() + std::min<size_t>(split.train.size(), 5000));
+    model::init_whitening(*net, normalized_images(ds.train, first));
+  }
   model::place_module(*net, rt);
   log::info("model {}: {} parameters, {:.2f} GMAC per image", mc.name(), model::count_parameters(*net),
             static_cast<double>(model::count_macs(mc)) / 1e9);
@@ -255,7 +276,7 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm, const d
   if (!split.val.empty()) load_best_weights(net, *run, ckpt_dir);
   const eval::Metrics test = eval::evaluate(net, ds.test, {}, rt, cfg.i("eval_batch_size"),
                                             static_cast<int>(cfg.i("workers")), [] { return signals::stop_requested(); },
-                                            /*keep_outputs=*/true);
+                                            /*keep_outputs=*/true, eval::parse_tta(cfg.s("tta")));
   if (test.interrupted) {
     log::info("stopped by {} during the final test; training is complete and checkpointed: run the same command to "
               "test",

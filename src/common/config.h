@@ -28,6 +28,10 @@ struct OptionSpec {
   bool yaml_list = false;  // a YAML list is accepted and joined into "a; b(k=v); ..." (augment)
 };
 
+// "64,256,256" -> {64, 256, 256} (the airbench `widths` key); a ConfigError naming `what` unless it is three
+// integers in 1..4096.
+std::vector<int64_t> parse_widths(const std::string& text, const std::string& what);
+
 // The table, in display order.
 const std::vector<OptionSpec>& option_table();
 const OptionSpec* find_option(const std::string& key);

@@ -44,7 +44,7 @@ json ArtifactInfo::to_json() const {
   json j = {
       {"format", kFormatName},
       {"format_version", kArtifactFormat},
-      {"architecture", "wide_resnet"},
+      {"architecture", arch.airbench() ? "airbench" : "wide_resnet"},
       {"model_name", arch.name()},
       {"depth", arch.depth},
       {"width", arch.width},
@@ -59,6 +59,7 @@ json ArtifactInfo::to_json() const {
       {"weights", {{"safetensors", "model.safetensors"}, {"pytorch", "model.pt"}, {"dtype", "float32"}}},
       {"created_by", std::string("cifar100 0.1.0 (LibTorch ") + TORCH_VERSION + ")"},
   };
+  if (arch.airbench()) j["widths"] = arch.widths;
   if (!coarse_names.empty()) {
     j["coarse_class_names"] = coarse_names;
     j["fine_to_coarse"] = fine_to_coarse;
@@ -75,9 +76,21 @@ ArtifactInfo ArtifactInfo::from_json(const json& j, const std::string& name) {
   if (version > kArtifactFormat)
     fail("'{}': artifact format version {} is newer than this program reads ({}); upgrade cifar100", name, version,
          kArtifactFormat);
-  if (field<std::string>(j, "architecture", name) != "wide_resnet")
-    fail("'{}': architecture '{}' is not supported (wide_resnet only)", name, j["architecture"].get<std::string>());
+  const std::string architecture = field<std::string>(j, "architecture", name);
+  if (architecture != "wide_resnet" && architecture != "airbench")
+    fail("'{}': architecture '{}' is not supported (wide_resnet or airbench)", name, architecture);
   ArtifactInfo info;
+  if (architecture == "airbench") {
+    info.arch.arch = "airbench";
+    if (!j.contains("widths") || !j["widths"].is_array() || j["widths"].size() != 3)
+      fail("'{}': an airbench model needs 'widths', three channel counts", name);
+    info.arch.widths.clear();
+    for (const auto& w : j["widths"]) {
+      if (!w.is_number_integer() || w.get<int64_t>() < 1 || w.get<int64_t>() > 4096)
+        fail("'{}': widths {} must be three integers in 1..4096", name, j["widths"].dump());
+      info.arch.widths.push_back(w.get<int64_t>());
+    }
+  }
   info.arch.depth = field<int64_t>(j, "depth", name);
   info.arch.width = field<int64_t>(j, "width", name);
   info.arch.dropout = j.contains("dropout") ? field<double>(j, "dropout", name) : 0.0;

@@ -158,6 +158,8 @@ InferenceModel::InferenceModel(const Artifact& artifact, const InferenceOptions&
   torch::NoGradGuard no_grad;
   impl_->info = artifact.info;
   impl_->opts = opts;
+  // Folding follows the WideResNet's block structure; an airbench network runs as trained.
+  if (artifact.info.arch.airbench()) impl_->opts.fold_batchnorm = false;
   // A private copy of the module: folding must not touch the artifact's weights.
   WrnConfig arch = artifact.info.arch;
   arch.dropout = 0;
@@ -169,7 +171,7 @@ InferenceModel::InferenceModel(const Artifact& artifact, const InferenceOptions&
     for (size_t i = 0; i < dst.size(); ++i) dst[i].second.copy_(src[i].second);
   }
   impl_->net->eval();
-  if (opts.fold_batchnorm) {
+  if (impl_->opts.fold_batchnorm) {
     impl_->build();
     impl_->net = WideResNet(nullptr);  // the folded copy is all that is needed
   } else {

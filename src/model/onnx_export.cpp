@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/error.h"
 #include "common/fsutil.h"
 #include "common/protobuf.h"
 
@@ -125,6 +126,9 @@ std::string value_info(const std::string& name, int elem_type, const std::vector
 }  // namespace
 
 std::string onnx_model(const WideResNetImpl& net, const ArtifactInfo& info, const OnnxOptions& opt) {
+  if (info.arch.airbench())
+    fail("ONNX export supports WideResNets only, and this model is {}: serve it with `cifar100 serve`, or train "
+         "with arch=wrn for an ONNX model", info.arch.name());
   torch::NoGradGuard no_grad;
   Graph g;
   const int64_t size = info.image_size;

@@ -18,6 +18,35 @@ namespace {
 BatchNormOverride g_norm_override = nullptr;
 }
 
+std::string WrnConfig::name() const {
+  if (airbench())
+    return "airbench-" + std::to_string(widths.at(0)) + "-" + std::to_string(widths.at(1)) + "-" +
+           std::to_string(widths.at(2));
+  return "WRN-" + std::to_string(depth) + "-" + std::to_string(width);
+}
+
+namespace {
+// One airbench group: conv3x3 -> max-pool 2 -> BN -> GELU -> conv3x3 -> BN -> GELU.
+class AirGroupImpl : public torch::nn::Module {
+ public:
+  AirGroupImpl(int64_t in, int64_t out) {
+    auto norm = [](int64_t c) { return nn::BatchNorm2d(nn::BatchNorm2dOptions(c).momentum(0.4)); };
+    conv1 = register_module("conv1", conv(in, out, 3, 1));
+    bn1 = register_module("bn1", norm(out));
+    conv2 = register_module("conv2", conv(out, out, 3, 1));
+    bn2 = register_module("bn2", norm(out));
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    torch::Tensor y = torch::max_pool2d(conv1->forward(x), {2, 2});
+    y = torch::gelu(batch_norm(*bn1, y));
+    return torch::gelu(batch_norm(*bn2, conv2->forward(y)));
+  }
+  nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+};
+TORCH_MODULE(AirGroup);
+}  // namespace
+
 void set_batch_norm_override(BatchNormOverride f) { g_norm_override = f; }
 
 torch::Tensor batch_norm(torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x) {
@@ -45,6 +74,17 @@ torch::Tensor WideBasicImpl::forward(const torch::Tensor& x) {
 }
 
 WideResNetImpl::WideResNetImpl(const WrnConfig& cfg) : cfg_(cfg) {
+  if (cfg.airbench()) {
+    if (cfg.widths.size() != 3) fail("airbench needs three widths, got {}", cfg.widths.size());
+    whiten_weight = register_buffer("whiten_weight", torch::zeros({24, 3, 2, 2}));
+    whiten_bias = register_parameter("whiten_bias", torch::zeros({24}));
+    groups = register_module("groups", nn::Sequential(AirGroup(24, cfg.widths[0]), AirGroup(cfg.widths[0], cfg.widths[1]),
+                                                      AirGroup(cfg.widths[1], cfg.widths[2])));
+    head = register_module("head", nn::Linear(nn::LinearOptions(cfg.widths[2], cfg.num_classes).bias(false)));
+    init_weights(*this);
+    return;
+  }
+  if (cfg.arch != "wrn") fail("unknown architecture '{}' (wrn or airbench)", cfg.arch);
   if (cfg.depth < 10 || (cfg.depth - 4) % 6 != 0)
     fail("WideResNet depth {} is not 6n+4 (10, 16, 22, 28, 34, 40, ...)", cfg.depth);
   if (cfg.width < 1) fail("WideResNet width must be at least 1, got {}", cfg.width);
@@ -67,7 +107,14 @@ WideResNetImpl::WideResNetImpl(const WrnConfig& cfg) : cfg_(cfg) {
   init_weights(*this);
 }
 
+torch::Tensor WideResNetImpl::forward_airbench(const torch::Tensor& x) {
+  torch::Tensor y = torch::gelu(torch::conv2d(x, whiten_weight, whiten_bias));
+  y = torch::max_pool2d(groups->forward(y), {3, 3});
+  return head->forward(y.flatten(1)).mul(1.0 / 9.0);
+}
+
 torch::Tensor WideResNetImpl::forward(const torch::Tensor& x) {
+  if (cfg_.airbench()) return forward_airbench(x);
   torch::Tensor y = stem->forward(x);
   y = layer3->forward(layer2->forward(layer1->forward(y)));
   y = batch_norm(*bn, y).relu_();
@@ -85,9 +132,27 @@ void init_weights(WideResNetImpl& net) {
       nn::init::zeros_(b->bias);
     } else if (auto* l = m->as<nn::Linear>()) {
       nn::init::kaiming_normal_(l->weight, 0.0, torch::kFanIn, torch::kReLU);
-      nn::init::zeros_(l->bias);
+      if (l->bias.defined()) nn::init::zeros_(l->bias);
     }
   }
+}
+
+torch::Tensor whitening_filters(const torch::Tensor& images, double eps) {
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == 3, "whitening_filters: expected N x 3 x H x W images");
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = images.to(torch::kFloat64).contiguous();
+  // [N, 3, H-1, W-1, 2, 2] -> one row per patch, channel-major (c, i, j) like a conv weight.
+  const torch::Tensor patches = x.unfold(2, 2, 1).unfold(3, 2, 1).permute({0, 2, 3, 1, 4, 5}).reshape({-1, 12});
+  const torch::Tensor cov = patches.t().mm(patches) / static_cast<double>(patches.size(0));
+  const auto [evals, evecs] = torch::linalg_eigh(cov);
+  const torch::Tensor w = (evecs.t() / (evals + eps).sqrt().unsqueeze(1)).reshape({12, 3, 2, 2});
+  return torch::cat({w, -w}).to(torch::kFloat32);
+}
+
+void init_whitening(WideResNetImpl& net, const torch::Tensor& images) {
+  if (!net.config().airbench()) return;
+  torch::NoGradGuard no_grad;
+  net.whiten_weight.copy_(whitening_filters(images));
 }
 
 int64_t count_parameters(const torch::nn::Module& m) {
@@ -97,6 +162,15 @@ int64_t count_parameters(const torch::nn::Module& m) {
 }
 
 int64_t count_macs(const WrnConfig& cfg) {
+  if (cfg.airbench()) {
+    int64_t macs = 24 * 12 * 31 * 31, in = 24, res = 31;
+    for (int64_t out : cfg.widths) {
+      macs += in * out * 9 * res * res + out * out * 9 * (res / 2) * (res / 2);
+      in = out;
+      res /= 2;
+    }
+    return macs + in * cfg.num_classes;
+  }
   const int64_t n = (cfg.depth - 4) / 6;
   const int64_t w[4] = {16, 16 * cfg.width, 32 * cfg.width, 64 * cfg.width};
   const int64_t hw[3] = {32 * 32, 16 * 16, 8 * 8};

@@ -17,13 +17,22 @@
 
 namespace cifar::model {
 
+// The network's shape. arch "wrn" is a WideResNet-depth-width; arch "airbench" is the speedrun network of
+// Keller Jordan's airbench (2024) for a small time budget: a frozen 2x2 patch-whitening convolution (24
+// channels: the 12 whitening filters and their negatives), then three groups of conv3x3 -> max-pool 2 ->
+// BN -> GELU -> conv3x3 -> BN -> GELU with `widths` channels, a 3x3 max-pool and a bias-free classifier
+// scaled by 1/9. depth, width and dropout only apply to "wrn".
 struct WrnConfig {
   int64_t depth = 28;
   int64_t width = 10;
   double dropout = 0.3;
   int64_t num_classes = 100;
-  std::string name() const { return "WRN-" + std::to_string(depth) + "-" + std::to_string(width); }
+  std::string arch = "wrn";
+  std::vector<int64_t> widths = {64, 256, 256};
+  bool airbench() const { return arch == "airbench"; }
+  std::string name() const;
 };
+
 
 // Every batch norm of the model runs through batch_norm(); distributed training may route it elsewhere
 // (synchronised batch norm). Not thread-safe to change while a forward pass runs.
@@ -56,7 +65,14 @@ class WideResNetImpl : public torch::nn::Module {
   torch::nn::BatchNorm2d bn{nullptr};
   torch::nn::Linear fc{nullptr};
 
+  // arch "airbench" (the WRN members above stay null, and these are null for "wrn"). The whitening
+  // weight is a buffer (frozen; set from the training images by init_whitening), its bias is trained.
+  torch::Tensor whiten_weight, whiten_bias;
+  torch::nn::Sequential groups{nullptr};  // group{0,1,2}.{conv1,bn1,conv2,bn2}
+  torch::nn::Linear head{nullptr};
+
  private:
+  torch::Tensor forward_airbench(const torch::Tensor& x);
   WrnConfig cfg_;
 };
 TORCH_MODULE(WideResNet);
@@ -64,6 +80,14 @@ TORCH_MODULE(WideResNet);
 // Kaiming-normal (fan_in, ReLU gain) for convolutions and the classifier, as in the WRN reference code;
 // batch-norm weight 1 and bias 0; classifier bias 0. Uses the global torch generator.
 void init_weights(WideResNetImpl& net);
+
+// The airbench whitening filters from normalised NCHW images: the covariance C of all 2x2 patches (12
+// values, channel-major like a conv weight), its eigen-decomposition C = V diag(l) V^T, and the filters
+// V^T / sqrt(l + eps), followed by their negatives: [24, 3, 2, 2]. On those patches the first 12
+// output channels then have (nearly) identity covariance.
+torch::Tensor whitening_filters(const torch::Tensor& images, double eps = 5e-4);
+// Sets net.whiten_weight from `images` (does nothing for "wrn").
+void init_whitening(WideResNetImpl& net, const torch::Tensor& images);
 
 int64_t count_parameters(const torch::nn::Module& m);
 // Multiply-accumulates of one forward pass on a 32x32 image.

@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 
+#include "common/config.h"
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/log.h"
@@ -72,6 +73,10 @@ std::string export_checkpoint(const std::string& path, const std::string& out_di
   };
   model::WrnConfig arch{get_i("depth"), get_i("width"), 0.0, data::kNumClasses};
   if (c.contains("dropout")) arch.dropout = c["dropout"].is_string() ? std::stod(c["dropout"].get<std::string>()) : c["dropout"].get<double>();
+  if (c.contains("arch") && c["arch"].get<std::string>() == "airbench") {
+    arch.arch = "airbench";
+    arch.widths = parse_widths(c.value("widths", std::string("64,256,256")), "checkpoint '" + ckpt + "' widths");
+  }
   model::WideResNet net(arch);
   {
     torch::NoGradGuard no_grad;
