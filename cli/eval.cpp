@@ -75,7 +75,7 @@ int run_eval(const EvalArgs& a) {
     fail("model {} has {} classes; the data set has {}", dir, art.info.arch.num_classes, data::kNumClasses);
 
   const auto t0 = std::chrono::steady_clock::now();
-  const at::Tensor lp = eval::infer_log_probs(engine, *split, indices, cfg.i("eval_batch_size"), a.tta == "flip");
+  const at::Tensor lp = eval::infer_log_probs(engine, *split, indices, cfg.i("eval_batch_size"), eval::parse_tta(a.tta));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const eval::Report r = eval::make_report(lp, labels, coarse, art.info.fine_to_coarse);
 
@@ -130,8 +130,9 @@ Runner add_eval(CLI::App& root) {
   sub->add_option("--json", a->json, "write every metric, per-class accuracy and the confusion matrix to this JSON file (a path or s3://)");
   sub->add_option("--report-dir", a->report_dir,
                   "write metrics.json, confusion.csv, per_class.csv and confusion.png (a heat map) into this directory (or s3:// prefix)");
-  sub->add_option("--tta", a->tta, "test-time augmentation: none, or flip (average with the mirror image)")
-      ->check(CLI::IsMember({"none", "flip"}));
+  sub->add_option("--tta", a->tta, "test-time augmentation: none, flip (average with the mirror image), or flip_translate (six views: "
+                  "each of those two as is and shifted by one pixel up-left and down-right)")
+      ->check(CLI::IsMember({"none", "flip", "flip_translate"}));
   sub->add_flag("--no-fold", a->no_fold, "run the network as trained, without folding batch norm (for comparison)");
   add_config_args(sub, a->cfg, "", true);
   add_runtime_args(sub, a->rt);

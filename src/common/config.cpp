@@ -23,6 +23,10 @@ const std::vector<OptionSpec>& option_table() {
   constexpr double kBig = 1e300;
   static const std::vector<OptionSpec> table = {
       // model
+      {"arch", OptType::String, "wrn",
+       "network: wrn (WideResNet-depth-width) or airbench (patch-whitening + three conv groups of `widths` "
+       "channels; the speedrun network)", "model", "", {"wrn", "airbench"}},
+      {"widths", OptType::String, "64,256,256", "airbench: channels of its three conv groups", "model", "", {}},
       {"depth", OptType::Int, "28", "WideResNet depth, 6n+4 (10, 16, 22, 28, 40, ...)", "model", "", {}, 10, 1000},
       {"width", OptType::Int, "10", "WideResNet widening factor k (channels 16k, 32k, 64k)", "model", "", {}, 1, 64},
       {"dropout", OptType::Float, "0.3", "dropout between the two convolutions of each block", "model", "", {}, 0, 1, true},
@@ -33,7 +37,10 @@ const std::vector<OptionSpec>& option_table() {
        "optim", "", {}, 1e-12, 100},
       {"lr_reference_batch", OptType::Int, "256",
        "batch size at which lr applies: peak lr = lr * batch_size / lr_reference_batch", "optim", "", {}, 1, 65536},
-      {"min_lr", OptType::Float, "0", "learning rate at the end of the cosine schedule", "optim", "", {}, 0, 100},
+      {"lr_schedule", OptType::String, "cosine",
+       "after warmup: cosine (annealing to min_lr) or linear (straight down to min_lr)", "optim", "",
+       {"cosine", "linear"}},
+      {"min_lr", OptType::Float, "0", "learning rate at the end of the schedule", "optim", "", {}, 0, 100},
       {"warmup_epochs", OptType::Float, "5", "linear warmup length in epochs (fractions allowed), then cosine",
        "optim", "", {}, 0, 1e6},
       {"momentum", OptType::Float, "0.9", "SGD momentum", "optim", "", {}, 0, 1, true},
@@ -145,6 +152,10 @@ const std::vector<OptionSpec>& option_table() {
       {"synthetic_data", OptType::Bool, "false",
        "train on one pre-made batch reused every step instead of the loader (to measure the loader's cost)", "system",
        "", {}, -kBig, kBig},
+      {"tta", OptType::String, "none",
+       "test-time augmentation for validation and the final test: none, flip (with the mirror image) or "
+       "flip_translate (six views: those two, each also shifted by one pixel up-left and down-right)", "system", "",
+       {"none", "flip", "flip_translate"}},
       {"eval_batch_size", OptType::Int, "500", "batch size for validation and test", "system", "", {}, 1, 65536},
       {"sync_bn", OptType::Bool, "false",
        "distributed training: batch norm uses the statistics of the global batch (all ranks) instead of each "
@@ -169,7 +180,7 @@ const std::vector<OptionSpec>& option_table() {
 ResumeRule resume_rule(const std::string& key) {
   // What a checkpoint's weights and data order depend on must match; where data lives, how many threads
   // run, how often to log or save may change freely; the rest changes the run from then on (warned).
-  static const std::set<std::string> must = {"depth", "width", "dropout", "batch_size", "val_size", "train_limit",
+  static const std::set<std::string> must = {"arch", "widths", "depth", "width", "dropout", "batch_size", "val_size", "train_limit",
                                              "drop_last", "augment", "seed", "synthetic_data"};
   static const std::set<std::string> free = {
       "data_dir", "archive", "archive_md5", "archive_sha256", "data_url", "download_md5", "download_sha256",
@@ -392,7 +403,28 @@ void Config::apply_overrides(const std::vector<std::string>& assignments) {
   }
 }
 
+std::vector<int64_t> parse_widths(const std::string& text, const std::string& what) {
+  std::vector<int64_t> out;
+  std::stringstream in(text);
+  std::string item;
+  const auto bad = [&] {
+    return ConfigError(fmt::format("{} = '{}': expected three comma-separated channel counts in 1..4096, like 64,256,256",
+                                   what, text));
+  };
+  while (std::getline(in, item, ',')) {
+    item = trim(item);
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(item.c_str(), &end, 10);
+    if (item.empty() || errno != 0 || *end != '\0' || v < 1 || v > 4096) throw bad();
+    out.push_back(v);
+  }
+  if (out.size() != 3) throw bad();
+  return out;
+}
+
 void Config::validate() const {
+  if (s("arch") == "airbench") parse_widths(s("widths"), "config key 'widths'");
   const int64_t depth = i("depth");
   if ((depth - 4) % 6 != 0)
     throw ConfigError(fmt::format("config key 'depth' = {}: a WideResNet depth must be 6n+4 (10, 16, 22, 28, 34, 40)",

@@ -7,15 +7,49 @@
 #include <cstring>
 #include <numeric>
 
+#include "common/error.h"
 #include "common/torch_compat.h"
 #include "data/loader.h"
 #include "model/inference.h"
 
 namespace cifar::eval {
 
+Tta parse_tta(const std::string& name) {
+  if (name == "none") return Tta::None;
+  if (name == "flip") return Tta::Flip;
+  if (name == "flip_translate") return Tta::FlipTranslate;
+  fail("test-time augmentation '{}' is not one of none, flip, flip_translate", name);
+}
+
+const char* tta_name(Tta t) {
+  switch (t) {
+    case Tta::Flip: return "flip";
+    case Tta::FlipTranslate: return "flip_translate";
+    default: return "none";
+  }
+}
+
+at::Tensor tta_log_probs(const std::function<at::Tensor(const at::Tensor&)>& logits, const at::Tensor& x, Tta tta) {
+  std::vector<at::Tensor> views = {x};
+  if (tta != Tta::None) views.push_back(x.flip({3}));
+  if (tta == Tta::FlipTranslate) {
+    const int64_t h = x.size(2), w = x.size(3);
+    for (size_t v = 0, n = views.size(); v < n; ++v) {
+      const at::Tensor p = torch::reflection_pad2d(views[v], {1, 1, 1, 1});
+      // Crops at (0, 0) and (2, 2) of the padded image: shifted by one pixel down-right and up-left.
+      for (int64_t o : {0, 2})
+        views.push_back(p.slice(2, o, o + h).slice(3, o, o + w).contiguous(x.suggest_memory_format()));
+    }
+  }
+  if (views.size() == 1) return torch::log_softmax(logits(x).to(torch::kFloat32), 1);
+  std::vector<at::Tensor> lps;
+  for (const auto& v : views) lps.push_back(torch::log_softmax(logits(v).to(torch::kFloat32), 1));
+  return torch::logsumexp(torch::stack(lps), 0) - std::log(static_cast<double>(lps.size()));
+}
+
 Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::vector<int64_t>& indices,
                  const model::Runtime& rt, int64_t batch_size, int workers,
-                 const std::function<bool()>& should_stop, bool keep_outputs) {
+                 const std::function<bool()>& should_stop, bool keep_outputs, Tta tta) {
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<int64_t> idx = indices;
   if (idx.empty()) {
@@ -44,13 +78,13 @@ Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::ve
     }
     auto x = batch->images.to(rt.device, /*non_blocking=*/true);
     auto y = batch->labels.to(rt.device, /*non_blocking=*/true);
-    torch::Tensor logits;
-    {
-      compat::AutocastGuard amp(rt.device.type(), rt.autocast(), rt.autocast_dtype());
-      logits = net->forward(x);
-    }
-    logits = logits.to(torch::kFloat32);
-    loss_sum += torch::nn::functional::cross_entropy(logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)).to(torch::kFloat64);
+    const torch::Tensor logits = tta_log_probs(
+        [&](const at::Tensor& v) {
+          compat::AutocastGuard amp(rt.device.type(), rt.autocast(), rt.autocast_dtype());
+          return net->forward(v);
+        },
+        x, tta);  // log-probabilities: the ranking and the loss are those of the logits without TTA
+    loss_sum += torch::nn::functional::nll_loss(logits, y, torch::nn::functional::NLLLossFuncOptions().reduction(torch::kSum)).to(torch::kFloat64);
     auto top = std::get<1>(logits.topk(std::min<int64_t>(5, logits.size(1)), 1));
     auto hits = top.eq(y.unsqueeze(1));
     top1 += hits.select(1, 0).sum();
@@ -73,7 +107,7 @@ Metrics evaluate(model::WideResNet& net, const data::Split& split, const std::ve
 }
 
 at::Tensor infer_log_probs(const model::InferenceModel& m, const data::Split& split, const std::vector<int64_t>& indices,
-                           int64_t batch_size, bool tta_flip) {
+                           int64_t batch_size, Tta tta) {
   std::vector<int64_t> idx = indices;
   if (idx.empty()) {
     idx.resize(static_cast<size_t>(split.size()));
@@ -90,12 +124,7 @@ at::Tensor infer_log_probs(const model::InferenceModel& m, const data::Split& sp
     // Planar CHW bytes viewed as NHWC: preprocess() permutes back without copying.
     const at::Tensor chw = torch::from_blob(buf.data(), {b, 3, data::kImageSize, data::kImageSize}, torch::kUInt8);
     const at::Tensor x = m.preprocess(chw.permute({0, 2, 3, 1}));
-    at::Tensor lp = torch::log_softmax(m.logits(x), 1);
-    if (tta_flip) {
-      const at::Tensor lf = torch::log_softmax(m.logits(x.flip({3})), 1);
-      lp = torch::logsumexp(torch::stack({lp, lf}), 0) - std::log(2.0);
-    }
-    out.push_back(lp);
+    out.push_back(tta_log_probs([&](const at::Tensor& v) { return m.logits(v); }, x, tta));
   }
   return out.empty() ? torch::empty({0, m.info().arch.num_classes}) : torch::cat(out);
 }

@@ -1,5 +1,5 @@
-// Learning-rate schedule, stepped per iteration: linear warmup to the peak, then cosine annealing to
-// min_lr. The peak is lr scaled linearly with the batch size: lr * batch_size / lr_reference_batch.
+// Learning-rate schedule, stepped per iteration: linear warmup to the peak, then cosine annealing (or, with
+// `linear`, a straight line) down to min_lr. The peak is lr scaled linearly with the batch size: lr * batch_size / lr_reference_batch.
 #pragma once
 #include <cstdint>
 
@@ -14,8 +14,9 @@ struct LrSchedule {
   double min_lr = 0.0;
   int64_t warmup_steps = 0;
   int64_t total_steps = 1;
-  // Learning rate for step `step` (0-based): warmup gives peak*(step+1)/warmup_steps, then
-  // min + (peak-min) * (1 + cos(pi * (step - warmup) / (total - warmup))) / 2.
+  bool linear = false;
+  // Learning rate for step `step` (0-based): warmup gives peak*(step+1)/warmup_steps, then with
+  // t = (step - warmup) / (total - warmup): min + (peak-min) * (1 + cos(pi * t)) / 2, or min + (peak-min) * (1 - t).
   double at(int64_t step) const;
 };
 

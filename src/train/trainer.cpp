@@ -480,7 +480,7 @@ FitResult Trainer::fit(const data::Split& train_split, const std::vector<int64_t
         eval::Metrics v;
         if (!share.empty())
           v = eval::evaluate(model, train_split, share, rt_, cfg_.i("eval_batch_size"), lo.workers,
-                             [] { return signals::stop_requested(); });
+                             [] { return signals::stop_requested(); }, false, eval::parse_tta(cfg_.s("tta")));
         if (group_) {
           const auto c = static_cast<double>(v.count);
           at::Tensor sums = torch::tensor({v.loss * c, v.top1 * c, v.top5 * c, c, v.interrupted ? 1.0 : 0.0},
