@@ -14,6 +14,7 @@
 #include "common/error.h"
 #include "common/rng.h"
 #include "data/loader.h"
+#include "eval/evaluate.h"
 #include "model/weights.h"
 #include "model/wide_resnet.h"
 #include "support/synth.h"
@@ -226,6 +227,25 @@ TEST(Schedule, BuiltFromConfigWithLinearScaling) {
   EXPECT_EQ(s.total_steps, 3510);
 }
 
+TEST(Schedule, LinearDecayAfterWarmupAtKnownPoints) {
+  train::LrSchedule s{0.1, 0.0, 10, 110};
+  s.linear = true;
+  EXPECT_NEAR(s.at(4), 0.05, 1e-12);   // warmup is unchanged
+  EXPECT_NEAR(s.at(10), 0.1, 1e-12);   // t = 0
+  EXPECT_NEAR(s.at(35), 0.075, 1e-12); // t = 0.25
+  EXPECT_NEAR(s.at(60), 0.05, 1e-12);  // t = 0.5
+  EXPECT_NEAR(s.at(109), 0.001, 1e-12);
+  EXPECT_NEAR(s.at(500), 0.0, 1e-12);  // past the end: min_lr
+  train::LrSchedule m{0.2, 0.02, 0, 10};
+  m.linear = true;
+  EXPECT_NEAR(m.at(5), 0.11, 1e-12);
+  Config c;
+  c.apply_overrides({"lr_schedule=linear", "epochs=2", "warmup_epochs=0"});
+  EXPECT_TRUE(train::make_schedule(c, 10).linear);
+  Config d;
+  EXPECT_FALSE(train::make_schedule(d, 10).linear);
+}
+
 TEST(EarlyStopping, StopsAfterPatienceEpochsWithoutStrictImprovement) {
   train::EarlyStopping e(2);
   EXPECT_TRUE(e.update(1, 0.1));
@@ -393,4 +413,77 @@ TEST(Loader, StartingMidEpochGivesTheSameLaterBatches) {
     EXPECT_EQ(tail[k].index, static_cast<int64_t>(k + 6));
     EXPECT_TRUE(torch::equal(tail[k].images, full[k + 6].images));
   }
+}
+
+// ------------------------------------------------------------------------------ airbench, whitening, TTA
+TEST(Airbench, ShapesParametersAndMacs) {
+  model::WrnConfig c;
+  c.arch = "airbench";
+  c.widths = {8, 16, 32};
+  model::WideResNet net(c);
+  EXPECT_EQ(c.name(), "airbench-8-16-32");
+  net->eval();
+  const auto y = net->forward(torch::randn({2, 3, 32, 32}));
+  EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, 100}));
+  // whiten bias 24; per group conv1 in*out*9, conv2 out*out*9, two BNs 2*2*out; head 32*100 (no bias).
+  const int64_t params = 24 + (24 * 8 * 9 + 8 * 8 * 9 + 4 * 8) + (8 * 16 * 9 + 16 * 16 * 9 + 4 * 16) +
+                         (16 * 32 * 9 + 32 * 32 * 9 + 4 * 32) + 32 * 100;
+  EXPECT_EQ(model::count_parameters(*net), params);
+  EXPECT_EQ(model::count_macs(c), 24 * 12 * 31 * 31 + 24 * 8 * 9 * 31 * 31 + 8 * 8 * 9 * 15 * 15 + 8 * 16 * 9 * 15 * 15 +
+                                      16 * 16 * 9 * 7 * 7 + 16 * 32 * 9 * 7 * 7 + 32 * 32 * 9 * 3 * 3 + 32 * 100);
+  // The whitening weight is a buffer: in the state dict, never trained.
+  bool found = false;
+  for (const auto& [k, t] : model::state_dict(*net)) found |= k == "whiten_weight";
+  EXPECT_TRUE(found);
+  for (const auto& p : net->named_parameters()) EXPECT_NE(p.key(), "whiten_weight");
+}
+
+TEST(Whitening, FiltersWhitenTheImagePatchesAndComeInSignedPairs) {
+  torch::manual_seed(3);
+  // Correlated channels and neighbouring pixels, like natural images.
+  at::Tensor base = torch::randn({40, 1, 9, 9});
+  at::Tensor x = torch::cat({base, base * 0.8 + 0.3 * torch::randn({40, 1, 9, 9}), torch::randn({40, 1, 9, 9})}, 1);
+  x = x + 0.5 * x.roll(1, 3);
+  const at::Tensor w = model::whitening_filters(x, 0.0);
+  ASSERT_EQ(w.sizes(), (std::vector<int64_t>{24, 3, 2, 2}));
+  EXPECT_TRUE(torch::equal(w.slice(0, 0, 12), -w.slice(0, 12, 24)));
+  // Each output channel of the first 12 is a filter applied to every 2x2 patch: their second moments are 1
+  // and their cross moments 0 (eps = 0), which is what whitening means.
+  const at::Tensor y = torch::conv2d(x.to(torch::kFloat64), w.slice(0, 0, 12).to(torch::kFloat64));
+  const at::Tensor flat = y.permute({1, 0, 2, 3}).reshape({12, -1});
+  const at::Tensor moments = flat.mm(flat.t()) / static_cast<double>(flat.size(1));
+  EXPECT_LT((moments - torch::eye(12, torch::kFloat64)).abs().max().item<double>(), 1e-4);
+  // With eps the gains shrink to l / (l + eps) along each eigenvector.
+  const at::Tensor we = model::whitening_filters(x, 0.5).slice(0, 0, 12).to(torch::kFloat64);
+  const at::Tensor ye = torch::conv2d(x.to(torch::kFloat64), we).permute({1, 0, 2, 3}).reshape({12, -1});
+  const at::Tensor diag = (ye * ye).mean(1);
+  EXPECT_TRUE((diag < 1.0).all().item<bool>());
+}
+
+TEST(Tta, AveragesTheProbabilitiesOfTheViews) {
+  torch::manual_seed(5);
+  const at::Tensor x = torch::randn({3, 3, 6, 6});
+  const at::Tensor proj = torch::randn({3 * 6 * 6, 4});
+  const auto f = [&](const at::Tensor& v) { return v.reshape({v.size(0), -1}).mm(proj); };
+  const auto p = [&](const at::Tensor& v) { return torch::softmax(f(v), 1); };
+  EXPECT_TRUE(torch::allclose(eval::tta_log_probs(f, x, eval::Tta::None), torch::log_softmax(f(x), 1)));
+  const at::Tensor flip = x.flip({3});
+  EXPECT_TRUE(torch::allclose(eval::tta_log_probs(f, x, eval::Tta::Flip).exp(), (p(x) + p(flip)) / 2, 1e-5, 1e-6));
+  // Shifts built by hand: view(i, j) = image(i - d, j - d) with reflected borders (d = +1: down-right).
+  const auto shift = [](const at::Tensor& v, int d) {
+    at::Tensor out = torch::empty_like(v);
+    const int64_t n = v.size(2);
+    const auto refl = [n](int64_t i) { return i < 0 ? -i : (i >= n ? 2 * (n - 1) - i : i); };
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j)
+        out.select(2, i).select(2, j).copy_(v.select(2, refl(i - d)).select(2, refl(j - d)));
+    return out;
+  };
+  at::Tensor want = torch::zeros({3, 4});
+  for (const at::Tensor& v : {x, flip})
+    for (int d : {0, 1, -1}) want += p(d == 0 ? v : shift(v, d));
+  want /= 6;
+  EXPECT_TRUE(torch::allclose(eval::tta_log_probs(f, x, eval::Tta::FlipTranslate).exp(), want, 1e-5, 1e-6));
+  EXPECT_EQ(eval::parse_tta("flip_translate"), eval::Tta::FlipTranslate);
+  EXPECT_THROW(eval::parse_tta("rotate"), std::exception);
 }
