@@ -1,5 +1,5 @@
-"""The CPU speedrun preset (configs/fast-cpu.yaml) on the real CIFAR-100 archive, shortened to two epochs
-on 10,000 images: it trains the airbench network far above chance; the artifact records the architecture;
+"""The CPU speedrun preset (configs/fast-cpu.yaml) on the real CIFAR-100 archive, shortened to three epochs
+of batch 128 on 12,000 images: it trains the airbench network far above chance; the artifact records the architecture;
 `eval --tta flip` of the artifact reproduces the run's final test; the same weights in the PyTorch
 definition (tools/reference/speedrun.py, which the Hub card also prints) give the same test accuracy; the
 whitening filters equal a NumPy computation on the same images; ONNX export refuses the network by name.
@@ -16,14 +16,14 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import read_json, read_jsonl, run  # noqa: E402
 
-# This run measured 0.21 test top-1 on the 2-core development machine (fp32); chance is 0.01.
+# This run measured 0.182 test top-1 on the 2-core development machine (AVX2, fp32); chance is 0.01.
 THRESHOLD = 0.10
 MEAN = np.array([0.5071, 0.4865, 0.4409], dtype=np.float32).reshape(1, 3, 1, 1)
 STD = np.array([0.2673, 0.2564, 0.2762], dtype=np.float32).reshape(1, 3, 1, 1)
 
 
 def safetensors(path):
-    """name -> float32 array, read by hand (8-byte header length, JSON header, raw little-endian data)."""
+    """name -> array (F32 or I64), read by hand (8-byte header length, JSON header, raw little-endian data)."""
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(n))
@@ -32,9 +32,9 @@ def safetensors(path):
     for k, v in header.items():
         if k == "__metadata__":
             continue
-        assert v["dtype"] == "F32", (k, v["dtype"])
+        assert v["dtype"] in ("F32", "I64"), (k, v["dtype"])
         a, b = v["data_offsets"]
-        out[k] = np.frombuffer(data[a:b], dtype="<f4").reshape(v["shape"])
+        out[k] = np.frombuffer(data[a:b], dtype="<f4" if v["dtype"] == "F32" else "<i8").reshape(v["shape"])
     return out
 
 
@@ -68,13 +68,13 @@ def main():
     try:
         env = {"CIFAR100_ARCHIVE": archive, "CIFAR100_DATA_DIR": os.path.join(tmp, "data"), "CIFAR100_PRECISION": "fp32"}
         out = os.path.join(tmp, "run")
-        r = run(["train", "--config", "fast-cpu", "--out", out, "--set", "epochs=2", "--set", "train_limit=10000",
+        r = run(["train", "--config", "fast-cpu", "--out", out, "--set", "epochs=3", "--set", "train_limit=12000", "--set", "batch_size=128",
                  "--set", "val_size=1000", "--set", "log_interval=0"], env=env, timeout=1200)
         print(r.stdout[-2500:])
         assert r.returncode == 0, r.stderr
         res = read_json(os.path.join(out, "results.json"))
         metrics = read_jsonl(os.path.join(out, "metrics.jsonl"))
-        assert len(metrics) == 2, metrics
+        assert len(metrics) == 3, metrics
         assert res["test_top1"] >= THRESHOLD, f"test top-1 {res['test_top1']:.4f} below {THRESHOLD}"
         cfg = read_json(os.path.join(out, "model", "config.json"))
         assert cfg["architecture"] == "airbench" and cfg["widths"] == [32, 128, 128], cfg
@@ -98,7 +98,7 @@ def main():
                                        if not k.endswith("num_batches_tracked")}, strict=False)
         assert not missing.missing_keys and not missing.unexpected_keys, missing
         net.eval()
-        images, labels = cifar(os.path.join(tmp, "data", "cifar-100-binary", "test.bin"))
+        images, labels = cifar(os.path.join(tmp, "data", "test.bin"))
         hits = 0
         with torch.no_grad():
             for b in range(0, len(images), 1000):
@@ -113,7 +113,7 @@ def main():
         r = run(["train", "--config", "fast-cpu", "--out", out2, "--set", "epochs=1", "--set", "train_limit=600",
                  "--set", "val_size=0", "--set", "log_interval=0", "--set", "batch_size=100"], env=env, timeout=600)
         assert r.returncode == 0, r.stderr
-        train_u8, _ = cifar(os.path.join(tmp, "data", "cifar-100-binary", "train.bin"))
+        train_u8, _ = cifar(os.path.join(tmp, "data", "train.bin"))
         want = numpy_whitening(train_u8[:600])
         got = safetensors(os.path.join(out2, "model", "model.safetensors"))["whiten_weight"].reshape(24, 12)
         assert np.array_equal(got[:12], -got[12:])
