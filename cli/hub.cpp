@@ -100,12 +100,11 @@ std::string model_card(const model::ArtifactInfo& info, const std::string& repo,
 
   c += "## Use it in PyTorch\n\n";
   c += "The weights are a plain state dict (`model.safetensors`, also `model.pt`). This defines the same network:\n\n";
+  c += "```python\n"
+       "import torch, torch.nn as nn, torch.nn.functional as F\n"
+       "from safetensors.torch import load_file  # or: torch.load(\"model.pt\")\n\n";
   if (info.arch.airbench())
-    c += fmt::format(R"(```python
-import torch, torch.nn as nn, torch.nn.functional as F
-from safetensors.torch import load_file  # or: torch.load("model.pt")
-
-class Group(nn.Module):
+    c += fmt::format(R"(class Group(nn.Module):
     def __init__(self, i, o):
         super().__init__()
         self.conv1, self.bn1 = nn.Conv2d(i, o, 3, 1, 1, bias=False), nn.BatchNorm2d(o)
@@ -126,23 +125,10 @@ class Airbench(nn.Module):
         x = F.gelu(F.conv2d(x, self.whiten_weight, self.whiten_bias))
         return self.head(F.max_pool2d(self.groups(x), 3).flatten(1)) / 9
 
-net = Airbench().eval()
-net.load_state_dict(load_file("model.safetensors"))
-mean = torch.tensor({}).view(1, 3, 1, 1)
-std = torch.tensor({}).view(1, 3, 1, 1)
-# x: uint8 RGB images, N x 3 x 32 x 32
-logits = net((x.float() / 255 - mean) / std)
-```
-
 )",
-                     info.arch.widths[0], info.arch.widths[1], info.arch.widths[2], info.arch.num_classes,
-                     json(info.mean).dump(), json(info.std).dump());
+                     info.arch.widths[0], info.arch.widths[1], info.arch.widths[2], info.arch.num_classes);
   else
-    c += fmt::format(R"(```python
-import torch, torch.nn as nn, torch.nn.functional as F
-from safetensors.torch import load_file  # or: torch.load("model.pt")
-
-class WideBasic(nn.Module):
+    c += fmt::format(R"(class WideBasic(nn.Module):
     def __init__(self, i, o, stride):
         super().__init__()
         self.bn1, self.conv1 = nn.BatchNorm2d(i), nn.Conv2d(i, o, 3, stride, 1, bias=False)
@@ -169,7 +155,9 @@ class WideResNet(nn.Module):
         y = self.layer3(self.layer2(self.layer1(self.stem(x))))
         return self.fc(F.adaptive_avg_pool2d(F.relu(self.bn(y)), 1).flatten(1))
 
-net = WideResNet().eval()
+)",
+                     info.arch.depth, info.arch.width, info.arch.num_classes);
+  c += fmt::format(R"(net = {}().eval()
 net.load_state_dict(load_file("model.safetensors"))
 mean = torch.tensor({}).view(1, 3, 1, 1)
 std = torch.tensor({}).view(1, 3, 1, 1)
@@ -178,8 +166,7 @@ logits = net((x.float() / 255 - mean) / std)
 ```
 
 )",
-                     info.arch.depth, info.arch.width, info.arch.num_classes, json(info.mean).dump(),
-                     json(info.std).dump());
+                   info.arch.airbench() ? "Airbench" : "WideResNet", json(info.mean).dump(), json(info.std).dump());
   c += "`config.json` holds the class names (in logit order), the normalisation and the training metrics.\n\n";
 
   c += "## Intended use and limits\n\n";

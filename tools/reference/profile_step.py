@@ -38,37 +38,12 @@ import sys
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from speedrun import Airbench  # noqa: E402  (the network of configs/fast-cpu.yaml)
 from wrn import WideResNet  # noqa: E402
-
-
-class Group(nn.Module):
-    def __init__(self, i, o):
-        super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(i, o, 3, 1, 1, bias=False), nn.BatchNorm2d(o, momentum=0.4)
-        self.conv2, self.bn2 = nn.Conv2d(o, o, 3, 1, 1, bias=False), nn.BatchNorm2d(o, momentum=0.4)
-
-    def forward(self, x):
-        x = F.gelu(self.bn1(F.max_pool2d(self.conv1(x), 2)))
-        return F.gelu(self.bn2(self.conv2(x)))
-
-
-class Airbench(nn.Module):
-    def __init__(self, widths=(64, 256, 256), num_classes=100):
-        super().__init__()
-        self.register_buffer("whiten_weight", torch.randn(24, 3, 2, 2))
-        self.whiten_bias = nn.Parameter(torch.zeros(24))
-        w = [24, *widths]
-        self.groups = nn.Sequential(*[Group(w[g], w[g + 1]) for g in range(3)])
-        self.head = nn.Linear(w[3], num_classes, bias=False)
-
-    def forward(self, x):
-        x = F.gelu(F.conv2d(x, self.whiten_weight, self.whiten_bias))
-        return self.head(F.max_pool2d(self.groups(x), 3).flatten(1)) / 9
 
 
 MEAN = (0.5071, 0.4865, 0.4409)
@@ -106,7 +81,9 @@ class Loader:
 
 def build_model(args):
     if args.arch == "airbench":
-        return Airbench(tuple(int(w) for w in args.widths.split(",")), 100), f"airbench {args.widths}"
+        net = Airbench(tuple(int(w) for w in args.widths.split(",")), 100)
+        net.whiten_weight.normal_()  # any filters do for timing; training sets them from the data
+        return net, f"airbench {args.widths}"
     return WideResNet(args.depth, args.width, 0.0, 100), f"WRN-{args.depth}-{args.width}"
 
 
