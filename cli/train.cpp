@@ -246,6 +246,7 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm, const d
     mc.widths = parse_widths(cfg.s("widths"), "config key 'widths'");
   }
   model::WideResNet net(mc);
+  if (cfg.s("conv_init") == "dirac" && !resume) model::init_weights_dirac(*net);
   if (mc.airbench() && !resume) {
     // The whitening filters come from (up to) 5,000 training images, the same ones on every rank.
     const std::vector<int64_t> first(split.train.begin(),

@@ -27,6 +27,10 @@ const std::vector<OptionSpec>& option_table() {
        "network: wrn (WideResNet-depth-width) or airbench (patch-whitening + three conv groups of `widths` "
        "channels; the speedrun network)", "model", "", {"wrn", "airbench"}},
       {"widths", OptType::String, "64,256,256", "airbench: channels of its three conv groups", "model", "", {}},
+      {"conv_init", OptType::String, "kaiming",
+       "weight initialisation of a fresh run: kaiming (He normal, fan-in, ReLU gain) or dirac (airbench: "
+       "PyTorch's default uniform, each convolution's first min(in, out) filters set to the identity)",
+       "model", "", {"kaiming", "dirac"}},
       {"depth", OptType::Int, "28", "WideResNet depth, 6n+4 (10, 16, 22, 28, 40, ...)", "model", "", {}, 10, 1000},
       {"width", OptType::Int, "10", "WideResNet widening factor k (channels 16k, 32k, 64k)", "model", "", {}, 1, 64},
       {"dropout", OptType::Float, "0.3", "dropout between the two convolutions of each block", "model", "", {}, 0, 1, true},
@@ -48,6 +52,12 @@ const std::vector<OptionSpec>& option_table() {
       {"weight_decay", OptType::Float, "0.0005", "L2 weight decay", "optim", "", {}, 0, 1},
       {"decay_norm_and_bias", OptType::Bool, "false", "also apply weight decay to batch-norm parameters and biases",
        "optim", "", {}, -kBig, kBig},
+      {"norm_bias_lr_scale", OptType::Float, "1",
+       "learning-rate multiplier for batch-norm biases (airbench: 64, with freeze_norm_weights); their weight "
+       "decay, if any, is divided by it", "optim", "", {}, 1e-3, 1e4},
+      {"freeze_norm_weights", OptType::Bool, "false",
+       "keep batch-norm weights (scales) at their initial 1: the optimizer never updates them", "optim", "", {},
+       -kBig, kBig},
       {"label_smoothing", OptType::Float, "0.1", "label smoothing epsilon", "optim", "", {}, 0, 1, true},
       {"mixup_alpha", OptType::Float, "0.2", "MixUp Beta(alpha, alpha) parameter; 0 turns MixUp off", "augment", "",
        {}, 0, 1000},
@@ -187,7 +197,7 @@ ResumeRule resume_rule(const std::string& key) {
       "download_bytes", "device", "threads",
       "workers", "prefetch", "eval_batch_size", "log_interval", "checkpoint_dir", "checkpoint_every_epochs",
       "checkpoint_every_minutes", "checkpoint_keep", "resume", "caching_allocator", "checkpoint_mirror", "model_out",
-      "dist_timeout", "bucket_mb", "augment_on_device", "tensorboard"};
+      "dist_timeout", "bucket_mb", "augment_on_device", "tensorboard", "conv_init"};
   if (must.count(key)) return ResumeRule::MustMatch;
   if (free.count(key)) return ResumeRule::Free;
   return ResumeRule::Warn;

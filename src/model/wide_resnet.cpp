@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "common/error.h"
 
 namespace cifar::model {
@@ -133,6 +136,23 @@ void init_weights(WideResNetImpl& net) {
     } else if (auto* l = m->as<nn::Linear>()) {
       nn::init::kaiming_normal_(l->weight, 0.0, torch::kFanIn, torch::kReLU);
       if (l->bias.defined()) nn::init::zeros_(l->bias);
+    }
+  }
+}
+
+void init_weights_dirac(WideResNetImpl& net) {
+  init_weights(net);  // BN and biases
+  torch::NoGradGuard no_grad;
+  auto default_uniform = [](torch::Tensor& w) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(w[0].numel()));
+    nn::init::uniform_(w, -bound, bound);
+  };
+  for (auto& m : net.modules(/*include_self=*/false)) {
+    if (auto* c = m->as<nn::Conv2d>()) {
+      default_uniform(c->weight);
+      nn::init::dirac_(c->weight.narrow(0, 0, std::min(c->weight.size(0), c->weight.size(1))));
+    } else if (auto* l = m->as<nn::Linear>()) {
+      default_uniform(l->weight);
     }
   }
 }

@@ -80,6 +80,11 @@ TORCH_MODULE(WideResNet);
 // Kaiming-normal (fan_in, ReLU gain) for convolutions and the classifier, as in the WRN reference code;
 // batch-norm weight 1 and bias 0; classifier bias 0. Uses the global torch generator.
 void init_weights(WideResNetImpl& net);
+// airbench's initialisation (config conv_init: dirac): PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+// for convolutions and the classifier, and each convolution's first min(in, out) filters set to the
+// identity (torch.nn.init.dirac_), so that every block starts by passing its input through. BN and biases as
+// init_weights. Uses the global torch generator.
+void init_weights_dirac(WideResNetImpl& net);
 
 // The airbench whitening filters from normalised NCHW images: the covariance C of all 2x2 patches (12
 // values, channel-major like a conv weight), its eigen-decomposition C = V diag(l) V^T, and the filters

@@ -296,6 +296,49 @@ TEST(Optim, NesterovSgdWithDecayOnWeightsOnly) {
   EXPECT_EQ(split.second, 2 * (16 + 3 * 64 + 64 + 3 * 128 + 128 + 3 * 256 + 256) + 100);
 }
 
+namespace {
+struct WithNorm : torch::nn::Module {
+  WithNorm() {
+    conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 2, 1).bias(false)));
+    bn = register_module("bn", torch::nn::BatchNorm2d(2));
+    torch::NoGradGuard no_grad;
+    conv->weight.fill_(1.0);
+  }
+  torch::nn::Conv2d conv{nullptr};
+  torch::nn::BatchNorm2d bn{nullptr};
+};
+}  // namespace
+
+TEST(Optim, NormBiasLrScaleAndFrozenNormWeights) {
+  Config c;
+  c.apply_overrides({"lr=0.1", "batch_size=256", "lr_reference_batch=256", "weight_decay=0.1", "momentum=0.9",
+                     "norm_bias_lr_scale=4", "freeze_norm_weights=true"});
+  WithNorm m;
+  auto opt = train::make_sgd(m, c);
+  ASSERT_EQ(opt->param_groups().size(), 2u);  // conv weight (decayed), BN bias (scaled); BN weight in none
+  train::set_lr(*opt, 0.05);
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::SGDOptions&>(opt->param_groups()[0].options()).lr(), 0.05);
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::SGDOptions&>(opt->param_groups()[1].options()).lr(), 0.2);
+  for (auto& p : m.parameters()) p.mutable_grad() = torch::full_like(p, 0.5);
+  opt->step();
+  // First Nesterov step: buf = d, update = d + 0.9 d = 1.9 d.
+  // conv weight: d = 0.5 + 0.1 * 1 = 0.6, w = 1 - 0.05 * 1.14 = 0.943.
+  EXPECT_NEAR(m.conv->weight.min().item<double>(), 0.943, 1e-6);
+  // BN bias: lr 0.05 * 4, no decay: 0 - 0.2 * 0.95 = -0.19. BN weight: frozen at 1 despite its gradient.
+  EXPECT_NEAR(m.bn->bias.max().item<double>(), -0.19, 1e-6);
+  EXPECT_EQ(m.bn->weight.min().item<double>(), 1.0);
+  // Scale 1 and not frozen: the usual two groups, the BN weight trained.
+  Config d;
+  d.apply_overrides({"lr=0.1", "weight_decay=0.1", "momentum=0.9"});
+  WithNorm n;
+  auto plain = train::make_sgd(n, d);
+  EXPECT_EQ(plain->param_groups().size(), 2u);
+  for (auto& p : n.parameters()) p.mutable_grad() = torch::full_like(p, 0.5);
+  plain->step();
+  EXPECT_NEAR(n.bn->weight.max().item<double>(), 1 - 0.1 * 0.95, 1e-6);
+  EXPECT_NEAR(n.bn->bias.max().item<double>(), -0.1 * 0.95, 1e-6);
+}
+
 TEST(Optim, GradientClippingByGlobalNorm) {
   Tiny t;
   t.w.mutable_grad() = torch::full({1, 1}, 3.0);
@@ -436,6 +479,41 @@ TEST(Airbench, ShapesParametersAndMacs) {
   for (const auto& [k, t] : model::state_dict(*net)) found |= k == "whiten_weight";
   EXPECT_TRUE(found);
   for (const auto& p : net->named_parameters()) EXPECT_NE(p.key(), "whiten_weight");
+}
+
+TEST(Airbench, DiracInitPassesTheInputThroughTheFirstFilters) {
+  model::WrnConfig c;
+  c.arch = "airbench";
+  c.widths = {8, 16, 32};
+  model::WideResNet net(c);
+  torch::manual_seed(5);
+  model::init_weights_dirac(*net);
+  const auto named = net->groups[0]->named_parameters();
+  const at::Tensor w1 = named["conv1.weight"];  // [8, 24, 3, 3]: in 24 > out 8, all 8 filters are identities
+  const at::Tensor w2 = named["conv2.weight"];  // [8, 8, 3, 3]
+  // The identity filters: a 1 at the centre tap of their own channel, 0 elsewhere; a conv with them copies
+  // the first channels of its input.
+  const at::Tensor x = torch::randn({1, 24, 5, 5});
+  EXPECT_TRUE(torch::allclose(torch::conv2d(x, w1, {}, 1, 1), x.slice(1, 0, 8)));
+  EXPECT_TRUE(torch::allclose(torch::conv2d(x.slice(1, 0, 8), w2, {}, 1, 1), x.slice(1, 0, 8)));
+  EXPECT_EQ(w1.abs().sum().item<double>(), 8.0);
+  // Group 2's conv1 [16, 8, 3, 3]: the first 8 filters are identities, the other 8 PyTorch's default
+  // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in 8*9.
+  const at::Tensor w3 = net->groups[1]->named_parameters()["conv1.weight"];
+  EXPECT_TRUE(torch::allclose(torch::conv2d(x.slice(1, 0, 8), w3.slice(0, 0, 8), {}, 1, 1), x.slice(1, 0, 8)));
+  const at::Tensor rest = w3.slice(0, 8, 16);
+  const double bound = 1.0 / std::sqrt(72.0);
+  EXPECT_LE(rest.abs().max().item<double>(), bound);
+  EXPECT_GT(rest.abs().max().item<double>(), 0.8 * bound);
+  EXPECT_NEAR(rest.std().item<double>(), bound / std::sqrt(3.0), 0.15 * bound);  // std of U(-b, b) is b/sqrt(3)
+  // The head: the same uniform, fan_in 32.
+  EXPECT_LE(net->head->weight.abs().max().item<double>(), 1.0 / std::sqrt(32.0));
+  EXPECT_NEAR(net->head->weight.std().item<double>(), 1.0 / std::sqrt(96.0), 0.1 / std::sqrt(96.0));
+  // BN as init_weights.
+  for (const auto& p : net->named_parameters())
+    if (p.key().find("bn") != std::string::npos)
+      EXPECT_EQ(p.value().sum().item<double>(), p.key().find("weight") != std::string::npos ? p.value().numel() : 0.0)
+          << p.key();
 }
 
 TEST(Whitening, FiltersWhitenTheImagePatchesAndComeInSignedPairs) {

@@ -1,8 +1,9 @@
 """PyTorch peer of the cifar100 CPU speedrun recipe (configs/fast-cpu.yaml), for bench/time_to_accuracy.sh.
 
 It trains the same "airbench" network with the same math as `cifar100 train`: a stratified validation split,
-pad-4 random crop + flip augmentation, patch-whitening first layer initialised from the data, label smoothing,
-SGD Nesterov (multi-tensor foreach step) with decay on weights only, linear/cosine schedule with warmup stepped
+pad-4 random crop + flip augmentation, patch-whitening first layer initialised from the data, kaiming or dirac
+initialisation, label smoothing, SGD Nesterov (multi-tensor foreach step) with decay on weights only, optionally
+a learning-rate multiple for BN biases and frozen BN weights, linear/cosine schedule with warmup stepped
 per iteration, flip (or flip+translate) test-time augmentation, and a single test of the best-validation
 weights. The clock starts at the top of main(), so data loading and whitening count towards time-to-accuracy.
 Prints one JSON line per epoch, {"epoch", "elapsed", "train_loss", "val_top1", "images_per_second"}, then
@@ -85,7 +86,7 @@ class Group(nn.Module):
 
 
 class Airbench(nn.Module):
-    def __init__(self, widths=(64, 256, 256), num_classes=100):
+    def __init__(self, widths=(64, 256, 256), num_classes=100, init="kaiming"):
         super().__init__()
         self.register_buffer("whiten_weight", torch.zeros(24, 3, 2, 2))
         self.whiten_bias = nn.Parameter(torch.zeros(24))
@@ -94,7 +95,13 @@ class Airbench(nn.Module):
         self.head = nn.Linear(w[3], num_classes, bias=False)
         for m in self.modules():  # as init_weights in src/model/wide_resnet.cpp
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                if init == "kaiming":
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                else:  # "dirac": PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)), identity on the first filters
+                    bound = 1 / math.sqrt(m.weight[0].numel())
+                    nn.init.uniform_(m.weight, -bound, bound)
+                    if isinstance(m, nn.Conv2d):
+                        nn.init.dirac_(m.weight[:min(m.weight.size(0), m.weight.size(1))])
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
@@ -176,6 +183,11 @@ def main():
     p.add_argument("--val-size", type=int, default=5000)
     p.add_argument("--train-limit", type=int, default=0, help="keep the first N training images (0 = all)")
     p.add_argument("--test-limit", type=int, default=0, help="test on the first N test images (0 = all; quick tests)")
+    p.add_argument("--conv-init", choices=["kaiming", "dirac"], default="kaiming")
+    p.add_argument("--norm-bias-lr-scale", type=float, default=1.0,
+                   help="BN biases get this times the lr (and, like all 1-d parameters, no weight decay)")
+    p.add_argument("--freeze-norm-weights", choices=["true", "false"], default="false",
+                   help="keep BN weights at 1 (in no optimizer group)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -193,15 +205,24 @@ def main():
         tr_idx = tr_idx[:args.train_limit]
     val_x, val_y = train_x[val_idx], train_y[val_idx]
     train_x, train_y = train_x[tr_idx], train_y[tr_idx]
-    model = Airbench(tuple(int(w) for w in args.widths.split(",")))
+    model = Airbench(tuple(int(w) for w in args.widths.split(",")), init=args.conv_init)
     model.whiten_weight.copy_(whitening_filters(normalize(train_x[:5000])))
     model = model.to(memory_format=torch.channels_last).train()
 
-    decay = [q for q in model.parameters() if q.dim() > 1]
-    no_decay = [q for q in model.parameters() if q.dim() <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": args.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}],
-                          lr=0.0, momentum=0.9, nesterov=True, foreach=True)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    if args.freeze_norm_weights == "true":
+        for m in norms:
+            m.weight.requires_grad_(False)
+    norm_bias = {id(m.bias) for m in norms}
+    trained = [q for q in model.parameters() if q.requires_grad]
+    decay = [q for q in trained if q.dim() > 1]
+    no_decay = [q for q in trained if q.dim() <= 1 and id(q) not in norm_bias]
+    scaled = [m.bias for m in norms]
+    s_ = args.norm_bias_lr_scale
+    groups = [{"params": decay, "weight_decay": args.weight_decay, "scale": 1.0},
+              {"params": no_decay, "weight_decay": 0.0, "scale": 1.0},
+              {"params": scaled, "weight_decay": 0.0, "scale": s_}]
+    opt = torch.optim.SGD(groups, lr=0.0, momentum=0.9, nesterov=True, foreach=True)
     n = len(train_y)
     steps_per_epoch = n // args.batch_size  # the last incomplete batch is dropped
     total = args.epochs * steps_per_epoch
@@ -217,7 +238,7 @@ def main():
             idx = perm[b * args.batch_size:(b + 1) * args.batch_size]
             x, y = normalize(augment(train_x[idx], gen)), train_y[idx]
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, peak, warmup, total, args)
+                g["lr"] = lr_at(step, peak, warmup, total, args) * g["scale"]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
                 out = model(x)
             loss = F.cross_entropy(out.float(), y, label_smoothing=args.label_smoothing)
