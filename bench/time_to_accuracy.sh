@@ -40,9 +40,8 @@ c = yaml.safe_load(open(sys.argv[1]))
 m = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "lr_reference_batch": "--lr-reference-batch",
      "lr_schedule": "--lr-schedule", "warmup_epochs": "--warmup-epochs", "min_lr": "--min-lr",
      "weight_decay": "--weight-decay", "label_smoothing": "--label-smoothing", "widths": "--widths", "tta": "--tta",
-     "val_size": "--val-size", "conv_init": "--conv-init", "norm_bias_lr_scale": "--norm-bias-lr-scale",
-     "freeze_norm_weights": "--freeze-norm-weights"}
-print(" ".join(f"{flag} {str(c[k]).lower() if isinstance(c[k], bool) else c[k]}" for k, flag in m.items() if k in c))
+     "val_size": "--val-size", "conv_init": "--conv-init"}
+print(" ".join(f"{flag} {c[k]}" for k, flag in m.items() if k in c))
 PY
 }
 

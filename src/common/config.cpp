@@ -52,12 +52,6 @@ const std::vector<OptionSpec>& option_table() {
       {"weight_decay", OptType::Float, "0.0005", "L2 weight decay", "optim", "", {}, 0, 1},
       {"decay_norm_and_bias", OptType::Bool, "false", "also apply weight decay to batch-norm parameters and biases",
        "optim", "", {}, -kBig, kBig},
-      {"norm_bias_lr_scale", OptType::Float, "1",
-       "learning-rate multiplier for batch-norm biases (airbench: 64, with freeze_norm_weights); their weight "
-       "decay, if any, is divided by it", "optim", "", {}, 1e-3, 1e4},
-      {"freeze_norm_weights", OptType::Bool, "false",
-       "keep batch-norm weights (scales) at their initial 1: the optimizer never updates them", "optim", "", {},
-       -kBig, kBig},
       {"label_smoothing", OptType::Float, "0.1", "label smoothing epsilon", "optim", "", {}, 0, 1, true},
       {"mixup_alpha", OptType::Float, "0.2", "MixUp Beta(alpha, alpha) parameter; 0 turns MixUp off", "augment", "",
        {}, 0, 1000},

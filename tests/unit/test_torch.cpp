@@ -296,49 +296,6 @@ TEST(Optim, NesterovSgdWithDecayOnWeightsOnly) {
   EXPECT_EQ(split.second, 2 * (16 + 3 * 64 + 64 + 3 * 128 + 128 + 3 * 256 + 256) + 100);
 }
 
-namespace {
-struct WithNorm : torch::nn::Module {
-  WithNorm() {
-    conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 2, 1).bias(false)));
-    bn = register_module("bn", torch::nn::BatchNorm2d(2));
-    torch::NoGradGuard no_grad;
-    conv->weight.fill_(1.0);
-  }
-  torch::nn::Conv2d conv{nullptr};
-  torch::nn::BatchNorm2d bn{nullptr};
-};
-}  // namespace
-
-TEST(Optim, NormBiasLrScaleAndFrozenNormWeights) {
-  Config c;
-  c.apply_overrides({"lr=0.1", "batch_size=256", "lr_reference_batch=256", "weight_decay=0.1", "momentum=0.9",
-                     "norm_bias_lr_scale=4", "freeze_norm_weights=true"});
-  WithNorm m;
-  auto opt = train::make_sgd(m, c);
-  ASSERT_EQ(opt->param_groups().size(), 2u);  // conv weight (decayed), BN bias (scaled); BN weight in none
-  train::set_lr(*opt, 0.05);
-  EXPECT_DOUBLE_EQ(static_cast<torch::optim::SGDOptions&>(opt->param_groups()[0].options()).lr(), 0.05);
-  EXPECT_DOUBLE_EQ(static_cast<torch::optim::SGDOptions&>(opt->param_groups()[1].options()).lr(), 0.2);
-  for (auto& p : m.parameters()) p.mutable_grad() = torch::full_like(p, 0.5);
-  opt->step();
-  // First Nesterov step: buf = d, update = d + 0.9 d = 1.9 d.
-  // conv weight: d = 0.5 + 0.1 * 1 = 0.6, w = 1 - 0.05 * 1.14 = 0.943.
-  EXPECT_NEAR(m.conv->weight.min().item<double>(), 0.943, 1e-6);
-  // BN bias: lr 0.05 * 4, no decay: 0 - 0.2 * 0.95 = -0.19. BN weight: frozen at 1 despite its gradient.
-  EXPECT_NEAR(m.bn->bias.max().item<double>(), -0.19, 1e-6);
-  EXPECT_EQ(m.bn->weight.min().item<double>(), 1.0);
-  // Scale 1 and not frozen: the usual two groups, the BN weight trained.
-  Config d;
-  d.apply_overrides({"lr=0.1", "weight_decay=0.1", "momentum=0.9"});
-  WithNorm n;
-  auto plain = train::make_sgd(n, d);
-  EXPECT_EQ(plain->param_groups().size(), 2u);
-  for (auto& p : n.parameters()) p.mutable_grad() = torch::full_like(p, 0.5);
-  plain->step();
-  EXPECT_NEAR(n.bn->weight.max().item<double>(), 1 - 0.1 * 0.95, 1e-6);
-  EXPECT_NEAR(n.bn->bias.max().item<double>(), -0.1 * 0.95, 1e-6);
-}
-
 TEST(Optim, GradientClippingByGlobalNorm) {
   Tiny t;
   t.w.mutable_grad() = torch::full({1, 1}, 3.0);

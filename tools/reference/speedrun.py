@@ -2,12 +2,11 @@
 
 It trains the same "airbench" network with the same math as `cifar100 train`: a stratified validation split,
 pad-4 random crop + flip augmentation, patch-whitening first layer initialised from the data, kaiming or dirac
-initialisation, label smoothing, SGD Nesterov (multi-tensor foreach step) with decay on weights only, optionally
-a learning-rate multiple for BN biases and frozen BN weights, linear/cosine schedule with warmup stepped
-per iteration, flip (or flip+translate) test-time augmentation, and a single test of the best-validation
-weights. The clock starts at the top of main(), so data loading and whitening count towards time-to-accuracy.
-Prints one JSON line per epoch, {"epoch", "elapsed", "train_loss", "val_top1", "images_per_second"}, then
-{"final": true, "test_top1", "test_top5", "best_epoch", "wall_seconds"}.
+initialisation, label smoothing, SGD Nesterov (multi-tensor foreach step) with decay on weights only,
+linear/cosine schedule with warmup stepped per iteration, flip (or flip+translate) test-time augmentation, and
+a single test of the best-validation weights. The clock starts at the top of main(), so data loading and
+whitening count towards time-to-accuracy. Prints one JSON line per epoch, {"epoch", "elapsed", "train_loss",
+"val_top1", "images_per_second"}, then {"final": true, "test_top1", "test_top5", "best_epoch", "wall_seconds"}.
 
 Usage: /usr/bin/python3 tools/reference/speedrun.py --data-dir /root/.cache/cifar100/cifar-100-binary \
            [--epochs 4] [--precision fp32|bf16] [--threads 2] [--tta flip] ...
@@ -184,10 +183,6 @@ def main():
     p.add_argument("--train-limit", type=int, default=0, help="keep the first N training images (0 = all)")
     p.add_argument("--test-limit", type=int, default=0, help="test on the first N test images (0 = all; quick tests)")
     p.add_argument("--conv-init", choices=["kaiming", "dirac"], default="kaiming")
-    p.add_argument("--norm-bias-lr-scale", type=float, default=1.0,
-                   help="BN biases get this times the lr (and, like all 1-d parameters, no weight decay)")
-    p.add_argument("--freeze-norm-weights", choices=["true", "false"], default="false",
-                   help="keep BN weights at 1 (in no optimizer group)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -209,20 +204,10 @@ def main():
     model.whiten_weight.copy_(whitening_filters(normalize(train_x[:5000])))
     model = model.to(memory_format=torch.channels_last).train()
 
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    if args.freeze_norm_weights == "true":
-        for m in norms:
-            m.weight.requires_grad_(False)
-    norm_bias = {id(m.bias) for m in norms}
-    trained = [q for q in model.parameters() if q.requires_grad]
-    decay = [q for q in trained if q.dim() > 1]
-    no_decay = [q for q in trained if q.dim() <= 1 and id(q) not in norm_bias]
-    scaled = [m.bias for m in norms]
-    s_ = args.norm_bias_lr_scale
-    groups = [{"params": decay, "weight_decay": args.weight_decay, "scale": 1.0},
-              {"params": no_decay, "weight_decay": 0.0, "scale": 1.0},
-              {"params": scaled, "weight_decay": 0.0, "scale": s_}]
-    opt = torch.optim.SGD(groups, lr=0.0, momentum=0.9, nesterov=True, foreach=True)
+    decay = [q for q in model.parameters() if q.dim() > 1]
+    no_decay = [q for q in model.parameters() if q.dim() <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": args.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}], lr=0.0, momentum=0.9, nesterov=True, foreach=True)
     n = len(train_y)
     steps_per_epoch = n // args.batch_size  # the last incomplete batch is dropped
     total = args.epochs * steps_per_epoch
@@ -238,7 +223,7 @@ def main():
             idx = perm[b * args.batch_size:(b + 1) * args.batch_size]
             x, y = normalize(augment(train_x[idx], gen)), train_y[idx]
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, peak, warmup, total, args) * g["scale"]
+                g["lr"] = lr_at(step, peak, warmup, total, args)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
                 out = model(x)
             loss = F.cross_entropy(out.float(), y, label_smoothing=args.label_smoothing)
