@@ -8,13 +8,15 @@
 # Prints per-run lines, then the README's table: median test top-1, median wall time, median time to each
 # level (over the seeds that reached it), and PyTorch's time over cifar100's.
 #   PRECISION=fp32 (default; bf16 only where the CPU has it natively), THREADS=2, SKIP_PYTORCH=1,
+#   PEER_SEEDS="1" (the seeds PyTorch runs, default SEEDS; its medians are over those),
 #   CONFIG=configs/fast-cpu.yaml, EXTRA="--set epochs=3 ..." (passed to cifar100; PyTorch gets the same
 #   values from the preset only, so keep EXTRA for quick checks)
 #   bench/time_to_accuracy.sh     (needs build/cifar100 and CIFAR100_ARCHIVE, or ../shared/data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS="${SEEDS:-1 2 3}"; CONFIG="${CONFIG:-configs/fast-cpu.yaml}"; PRECISION="${PRECISION:-fp32}"
-THREADS="${THREADS:-2}"; SKIP_PYTORCH="${SKIP_PYTORCH:-0}"; EXTRA="${EXTRA:-}"
+THREADS="${THREADS:-2}"; SKIP_PYTORCH="${SKIP_PYTORCH:-0}"; EXTRA="${EXTRA:-}"; PEER_SEEDS="${PEER_SEEDS:-$SEEDS}"
+[ "$SKIP_PYTORCH" = 1 ] && PEER_SEEDS=""
 if [ -z "${CIFAR100_ARCHIVE:-}" ] && [ -f ../shared/data/cifar-100-binary.tar.gz ]; then
   CIFAR100_ARCHIVE="$(cd ../shared/data && pwd)/cifar-100-binary.tar.gz"
   export CIFAR100_ARCHIVE
@@ -45,7 +47,7 @@ print(" ".join(f"{flag} {c[k]}" for k, flag in m.items() if k in c))
 PY
 }
 
-echo "$CONFIG, $PRECISION, $THREADS threads ($(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p')), seeds: $SEEDS"
+echo "$CONFIG, $PRECISION, $THREADS threads ($(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p')), seeds: $SEEDS, PyTorch seeds: ${PEER_SEEDS:-none}"
 # The data set is extracted once before the clock starts for either side (both read the extracted files).
 ./build/cifar100 data download >/dev/null 2>&1 || ./build/cifar100 data download
 for seed in $SEEDS; do
@@ -56,7 +58,7 @@ for seed in $SEEDS; do
   since "$t0" >"$tmp/ours-$seed.wall"
   cp "$tmp/ours-$seed/results.json" "$tmp/ours-$seed.results"
   rm -rf "$tmp/ours-$seed"
-  if [ "$SKIP_PYTORCH" != 1 ]; then
+  if [[ " $PEER_SEEDS " == *" $seed "* ]]; then
     t0=$(date +%s.%N)
     # shellcheck disable=SC2046
     $PY -u tools/reference/speedrun.py --data-dir "$DATA_DIR" --seed "$seed" --precision "$PRECISION" \
@@ -65,9 +67,9 @@ for seed in $SEEDS; do
   fi
 done
 
-$PY - "$tmp" "$SEEDS" <<'PY'
+$PY - "$tmp" "$SEEDS" "$PEER_SEEDS" <<'PY'
 import json, os, re, statistics, sys
-tmp, seeds = sys.argv[1], sys.argv[2].split()
+tmp, seeds, peer_seeds = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
 levels = [0.50, 0.55, 0.60, 0.65]
 
 def ours(seed):
@@ -100,11 +102,11 @@ def reach(curve, level):
     return next((t for t, v in curve if v >= level), None)
 
 rows = {"cifar100": [ours(s) for s in seeds]}
-peer = [theirs(s) for s in seeds]
-if all(p is not None for p in peer):
-    rows["PyTorch"] = peer
+run_seeds = {"cifar100": seeds, "PyTorch": peer_seeds}
+if peer_seeds:
+    rows["PyTorch"] = [theirs(s) for s in peer_seeds]
 for name, runs in rows.items():
-    for s, (curve, top1, wall) in zip(seeds, runs):
+    for s, (curve, top1, wall) in zip(run_seeds[name], runs):
         vals = " ".join(f"{v * 100:.1f}%@{t:.0f}s" for t, v in curve)
         print(f"{name:<9} seed {s}: test top-1 {top1 * 100:.2f}%, wall {wall:.0f} s; val: {vals}")
 
@@ -123,12 +125,16 @@ for name, runs in rows.items():
         cells.append("not reached" if t is None else f"{t:.0f} s" + ("" if n == len(runs) else f" ({n}/{len(runs)} seeds)"))
     print(f"| {name} | {statistics.median(r[1] for r in runs) * 100:.2f}% | {statistics.median(r[2] for r in runs):.0f} s | "
           + " | ".join(cells) + " |")
-if "PyTorch" in rows:
-    walls = statistics.median(r[2] for r in rows["PyTorch"]) / statistics.median(r[2] for r in rows["cifar100"])
-    print(f"\nPyTorch / cifar100, median wall time of the same recipe: {walls:.2f}x")
+common = [s for s in seeds if s in peer_seeds]
+if common:  # the ratios pair the runs of the seeds both trainers ran
+    ours_c = [r for s, r in zip(seeds, rows["cifar100"]) if s in common]
+    theirs_c = [r for s, r in zip(peer_seeds, rows["PyTorch"]) if s in common]
+    on = f"seed{'s' if len(common) > 1 else ''} {' '.join(common)}"
+    walls = statistics.median(r[2] for r in theirs_c) / statistics.median(r[2] for r in ours_c)
+    print(f"\nPyTorch / cifar100, median wall time of the same recipe ({on}): {walls:.2f}x")
     for l in levels:
-        a, _ = med_reach(rows["cifar100"], l)
-        b, _ = med_reach(rows["PyTorch"], l)
+        a, _ = med_reach(ours_c, l)
+        b, _ = med_reach(theirs_c, l)
         if a and b:
-            print(f"PyTorch / cifar100, median time to {int(l * 100)}% val: {b / a:.2f}x")
+            print(f"PyTorch / cifar100, median time to {int(l * 100)}% val ({on}): {b / a:.2f}x")
 PY
