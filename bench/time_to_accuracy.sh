@@ -17,6 +17,9 @@ cd "$(dirname "$0")/.."
 SEEDS="${SEEDS:-1 2 3}"; CONFIG="${CONFIG:-configs/fast-cpu.yaml}"; PRECISION="${PRECISION:-fp32}"
 THREADS="${THREADS:-2}"; SKIP_PYTORCH="${SKIP_PYTORCH:-0}"; EXTRA="${EXTRA:-}"; PEER_SEEDS="${PEER_SEEDS:-$SEEDS}"
 [ "$SKIP_PYTORCH" = 1 ] && PEER_SEEDS=""
+for s in $PEER_SEEDS; do
+  [[ " $SEEDS " == *" $s "* ]] || { echo "PEER_SEEDS: seed $s is not in SEEDS ($SEEDS); PyTorch runs a subset of them" >&2; exit 2; }
+done
 if [ -z "${CIFAR100_ARCHIVE:-}" ] && [ -f ../shared/data/cifar-100-binary.tar.gz ]; then
   CIFAR100_ARCHIVE="$(cd ../shared/data && pwd)/cifar-100-binary.tar.gz"
   export CIFAR100_ARCHIVE
