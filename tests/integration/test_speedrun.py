@@ -6,6 +6,7 @@ whitening filters equal a NumPy computation on the same images; ONNX export refu
 Exit 77 (skipped) without the archive, unless CIFAR100_REQUIRE_REAL=1 (CI), which fails instead."""
 import json
 import os
+import re
 import shutil
 import struct
 import sys
@@ -77,8 +78,11 @@ def main():
         assert len(metrics) == 3, metrics
         assert res["test_top1"] >= THRESHOLD, f"test top-1 {res['test_top1']:.4f} below {THRESHOLD}"
         cfg = read_json(os.path.join(out, "model", "config.json"))
-        assert cfg["architecture"] == "airbench" and cfg["widths"] == [32, 128, 128], cfg
-        assert cfg["model_name"] == "airbench-32-128-128", cfg["model_name"]
+        with open(os.path.join(src, "configs", "fast-cpu.yaml")) as f:  # the preset's widths, e.g. "32,96,96"
+            widths = [int(w) for w in re.search(r"^widths:\s*([0-9,]+)", f.read(), re.M).group(1).split(",")]
+        name = "airbench-" + "-".join(map(str, widths))
+        assert cfg["architecture"] == "airbench" and cfg["widths"] == widths, cfg
+        assert cfg["model_name"] == name, cfg["model_name"]
 
         # eval of the artifact with the preset's TTA reproduces the final test of the run.
         js = os.path.join(tmp, "eval.json")
@@ -122,7 +126,7 @@ def main():
         assert err.max() < 1e-4, err
 
         r = run(["export", "--model", out, "--onnx", os.path.join(tmp, "m.onnx")])
-        assert r.returncode != 0 and "airbench-32-128-128" in r.stderr and "WideResNets only" in r.stderr, r.stderr
+        assert r.returncode != 0 and name in r.stderr and "WideResNets only" in r.stderr, r.stderr
         assert not os.path.exists(os.path.join(tmp, "m.onnx"))
         print(f"speedrun test: test_top1={res['test_top1']:.4f} >= {THRESHOLD}; eval --tta flip {ev['top1']:.4f}; "
               f"PyTorch {hits / len(images):.4f}; whitening vs NumPy max rel. error {err.max():.2e}: OK")
