@@ -4,7 +4,9 @@
 #
 #   setup-debian.sh                      everything (build, test, container): what the README's commands need
 #   setup-debian.sh build                only what compiling the binary needs (the image's build stage)
-#   setup-debian.sh build --external-torch   the same without Debian's LibTorch (a CUDA LibTorch is used)
+#   setup-debian.sh build --external-torch   the same without Debian's LibTorch, with python3-venv instead (the
+#                                        CUDA build uses the LibTorch of the venv's PyTorch wheel; Gloo's headers,
+#                                        which that wheel lacks, still come from libgloo-dev)
 #   setup-debian.sh ... NAME=VERSION     pins a package of the chosen groups to a version
 set -euo pipefail
 
@@ -17,7 +19,7 @@ BUILD=(
 )
 TEST=(
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3-torch python3-torchvision python3-numpy python3-pil python3-botocore python3-onnx python3-protobuf python3-yaml awscli jq
+  python3-venv python3-torch python3-torchvision python3-numpy python3-pil python3-botocore python3-onnx python3-protobuf python3-yaml awscli jq
   shellcheck
   chromium wrk curl libjemalloc2 libtcmalloc-minimal4
 )
@@ -48,8 +50,8 @@ for g in "${groups[@]}"; do
 done
 if [ "$external_torch" = 1 ]; then
   kept=()
-  for p in "${PACKAGES[@]}"; do [[ "$p" == libtorch-dev || "$p" == libgloo-dev ]] || kept+=("$p"); done
-  PACKAGES=("${kept[@]}")
+  for p in "${PACKAGES[@]}"; do [[ "$p" == libtorch-dev ]] || kept+=("$p"); done
+  PACKAGES=("${kept[@]}" python3-venv)
 fi
 
 missing=()
