@@ -17,7 +17,8 @@ int main(int argc, char** argv) {
   CLI::App app{"cifar100: train WideResNets on CIFAR-100, evaluate, export, predict and serve them, natively.\n"
                "Run `cifar100 COMMAND --help` for the options of a command."};
   app.name("cifar100");
-  app.set_version_flag("--version", std::string("cifar100 0.1.0 (LibTorch ") + TORCH_VERSION + ")");
+  app.set_version_flag("--version",
+                       std::string("cifar100 0.1.0 (LibTorch ") + TORCH_VERSION + ", " + CIFAR100_TORCH_BACKENDS + ")");
   app.require_subcommand(1);
   app.failure_message(CLI::FailureMessage::help);
   std::vector<std::pair<CLI::App*, cifar::cli::Runner>> commands;
