@@ -141,7 +141,8 @@ void apply_sagemaker(const SageMakerJob& job, ConfigArgs& ca) {
 
 // Where the run ran, for results.json and the report.
 nlohmann::json describe_hardware(const model::Runtime& rt) {
-  nlohmann::json h = {{"device", rt.device.str()}, {"cores", cpu::available_cores()}};
+  nlohmann::json h = {{"device", rt.device.str()}, {"cores", cpu::available_cores()},
+                      {"cpu_bf16", cpu::has_amx_bf16() ? "amx" : cpu::has_avx512_bf16() ? "avx512_bf16" : "none"}};
   char host[256] = "";
   if (gethostname(host, sizeof(host) - 1) == 0) h["host"] = host;
   std::ifstream in("/proc/cpuinfo");
@@ -300,6 +301,7 @@ int run_train(const TrainArgs& a, const std::optional<SageMakerJob>& sm, const d
       {"model", mc.name()},
       {"parameters", model::count_parameters(*net)},
       {"runtime", rt.describe()},
+      {"precision", rt.precision()},
   };
   results["hardware"] = describe_hardware(rt);
   if (sm) results["sagemaker"] = {{"job_name", sm->env.job_name}, {"job_arn", sm->env.job_arn},

@@ -1,6 +1,7 @@
 #include "model/device.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include <torch/torch.h>
 
@@ -15,6 +16,17 @@ namespace cifar::model {
 std::string Runtime::describe() const {
   return fmt::format("device={} precision={} threads={} memory_format={}", device.str(), bf16 ? "bf16-autocast" : fp16 ? "fp16-autocast+loss-scale" : "fp32",
                      threads, channels_last ? "channels_last" : "contiguous");
+}
+
+bool auto_picks_bf16(const c10::Device& device) {
+  if (const char* forced = std::getenv(kAutoPrecisionEnv); forced && *forced) {
+    const std::string v = forced;
+    if (v != "fp32" && v != "bf16")
+      fail_config("environment variable {}='{}': precision=auto can be forced to fp32 or bf16 only (or unset it)",
+                  kAutoPrecisionEnv, v);
+    return v == "bf16";
+  }
+  return device.is_cuda() || cpu::has_fast_bf16();
 }
 
 Runtime setup_runtime(const Config& cfg, int local_rank, int local_world) {
@@ -41,7 +53,7 @@ Runtime setup_runtime(const Config& cfg, int local_rank, int local_world) {
                   "on the CPU");
     rt.fp16 = true;
   } else if (prec == "auto") {
-    rt.bf16 = rt.device.is_cuda() || cpu::has_fast_bf16();
+    rt.bf16 = auto_picks_bf16(rt.device);
   }
   // threads=0: the host's cores, shared among the processes of a distributed run on this host.
   rt.threads = cfg.i("threads") > 0 ? static_cast<int>(cfg.i("threads"))
