@@ -221,6 +221,17 @@ TEST(Checkpoint, OneWriterPerDirectoryAndKilledSavesAreCleanedUp) {
   EXPECT_NO_THROW(train::Checkpointer again(dir, 2));
 }
 
+namespace {
+// fork(), where the child runs LibTorch single-threaded: it has none of its parent's OpenMP worker threads,
+// and libgomp is not fork-safe (a parallel region in the child, such as LibTorch 2.x's tensor copies, would
+// wait for the missing threads forever).
+pid_t fork_single_threaded() {
+  const pid_t pid = ::fork();
+  if (pid == 0) torch::set_num_threads(1);
+  return pid;
+}
+}  // namespace
+
 TEST(Checkpoint, FullDiskFailsTheSaveAndKeepsOlderCheckpoints) {
   const std::string dir = temp_dir("ckpt-full");
   Rig a(1);
@@ -230,7 +241,7 @@ TEST(Checkpoint, FullDiskFailsTheSaveAndKeepsOlderCheckpoints) {
     older = ck.save(train::capture(*a.net, *a.opt, a.params, sample_state(), a.cfg.to_json(), "epoch"), false);
   }
   // A child process whose files may not grow beyond 64 KiB: writes fail as on a full disk (EFBIG).
-  const pid_t pid = ::fork();
+  const pid_t pid = fork_single_threaded();
   if (pid == 0) {
     std::signal(SIGXFSZ, SIG_IGN);
     struct rlimit lim = {64 << 10, 64 << 10};
@@ -300,7 +311,7 @@ TEST(Checkpoint, SameStepReplacementNeverLeavesTheNameEmpty) {
   Rig a(1);
   auto first = train::capture(*a.net, *a.opt, a.params, sample_state(), a.cfg.to_json(), "epoch");
   auto second = train::capture(*a.net, *a.opt, a.params, sample_state(), a.cfg.to_json(), "signal");
-  const pid_t pid = ::fork();
+  const pid_t pid = fork_single_threaded();
   if (pid == 0) {
     train::Checkpointer ck(dir, 5);
     ck.save(first, false);
