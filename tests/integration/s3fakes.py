@@ -1,7 +1,8 @@
 """Local stand-ins for AWS in the S3 tests, all on loopback:
-  - s3rver (npm) as the object store;
+  - moto's S3 server (moto[server] from the project's venv, scripts/setup-python.sh) as the object store, in a
+    process of its own, with path-style addressing;
   - a verifying proxy in front of it that recomputes every request's SigV4 signature with botocore's signer
-    (s3rver checks none), checks the payload hash, the credential scope and the session token's validity,
+    (moto checks none), checks the payload hash, the credential scope and the session token's validity,
     and can inject failures (503 SlowDown, ExpiredToken) before forwarding;
   - a container-credentials endpoint and an IMDSv2 endpoint that hand out expiring temporary credentials.
 """
@@ -13,58 +14,103 @@ import json
 import os
 import re
 import shutil
-import socket
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 
+import boto3
+import moto.server  # the venv (scripts/setup-python.sh) is required: without moto this import fails
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import Credentials
 
-SOURCE = os.environ.get("SOURCE_DIR", ".")
-S3RVER = os.path.join(SOURCE, "build", "npm", "node_modules", ".bin", "s3rver")
 REGION = "us-east-1"
+# moto accepts any key; the proxy signs what it forwards with this one, so moto sees a single account.
+MOTO_KEY, MOTO_SECRET = "moto-upstream-key", "moto-upstream-secret"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Runs moto's S3 server in a process of its own (moto.server.ThreadedMotoServer, what `moto_server` serves) on
+# port 0, so the kernel picks a free port and no other process can take it between choosing and binding; the
+# port is printed once the socket listens. The server lives until its stdin closes: when the test process ends
+# in any way (killed by a ctest timeout included), so does moto.
+MOTO_LAUNCHER = """
+import os, sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.buffer.read()
+os._exit(0)
+"""
 
 
-def wait_port(port, timeout=30):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
+class MotoS3:
+    """moto's S3 server on a loopback port of its own with the given buckets (path-style addressing);
+    `client` is a boto3 client that talks to it directly, not through the proxy, to inspect its state."""
+
+    def __init__(self, buckets, timeout=60):
+        self.dir = tempfile.mkdtemp(prefix="moto-s3-")
+        self.log_path = os.path.join(self.dir, "moto_server.log")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
+        env.update({"AWS_EC2_METADATA_DISABLED": "true", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                    "AWS_CONFIG_FILE": "/nonexistent"})
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-c", MOTO_LAUNCHER], env=env, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+        got = []
+        reader = threading.Thread(target=lambda: got.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        line = got[0].strip() if got else b""
+        if not line.isdigit():
+            self.stop(keep_log=True)
+            with open(self.log_path, errors="replace") as f:
+                tail = f.read()[-3000:]
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise RuntimeError(f"moto {moto.__version__}'s S3 server did not start within {timeout} s; "
+                               f"its log ends:\n{tail}")
+        self.port = int(line)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.client = boto3.client("s3", endpoint_url=self.url, region_name=REGION, aws_access_key_id=MOTO_KEY,
+                                   aws_secret_access_key=MOTO_SECRET,
+                                   config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
+            for b in buckets:
+                self.client.create_bucket(Bucket=b)  # us-east-1: no LocationConstraint
+        except Exception:
+            self.stop()
+            raise
 
+    def multipart_uploads(self, bucket, prefix=""):
+        """The multipart uploads begun and neither completed nor aborted: [(key, upload id, part numbers)]."""
+        out = []
+        for u in self.client.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", []):
+            parts = self.client.list_parts(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts", [])
+            out.append((u["Key"], u["UploadId"], [p["PartNumber"] for p in parts]))
+        return out
 
-class S3rver:
-    """s3rver on a free loopback port with the given buckets."""
+    def keys(self, bucket, prefix=""):
+        out = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            out += [o["Key"] for o in page.get("Contents", [])]
+        return out
 
-    def __init__(self, buckets):
-        self.dir = tempfile.mkdtemp(prefix="s3rver-")
-        self.port = free_port()
-        args = [S3RVER, "-d", self.dir, "-a", "127.0.0.1", "-p", str(self.port), "--silent"]
-        for b in buckets:
-            args += ["--configure-bucket", b]
-        env = dict(os.environ, NODE_OPTIONS="--openssl-legacy-provider")
-        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
-
-    def stop(self):
-        self.proc.terminate()
+    def stop(self, keep_log=False):
+        self.proc.stdin.close()  # the launcher's signal to exit
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc.stdout.close()
+        if hasattr(self, "client"):
+            self.client.close()
+        if not keep_log:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Keys:
@@ -104,7 +150,7 @@ def xml_error(code, message):
 
 
 class VerifyingProxy:
-    """Checks each request's signature with botocore, then forwards it to s3rver."""
+    """Checks each request's signature with botocore, then forwards it to moto's S3 server."""
 
     def __init__(self, upstream_port, keys):
         self.upstream = upstream_port
@@ -199,12 +245,14 @@ class VerifyingProxy:
                     del self.faults[i]
                     self.log.append((method, path, status, token))
                     return status, [("Content-Type", "application/xml")], xml_error(code, "injected by the test")
-        # s3rver knows only its own key (S3RVER/S3RVER): the verified request is signed again for it.
+        # The verified request is signed again with one fixed key and no session token, so moto (which takes
+        # the account from the key it sees) keeps every bucket in one account whatever key the client used.
+        # The body has been read in full: an Expect: 100-continue was answered here and is not forwarded.
         keep = {k: v for k, v in headers.items()
                 if k.lower() not in ("connection", "keep-alive", "transfer-encoding", "authorization", "host",
-                                     "x-amz-security-token", "x-amz-date", "x-amz-content-sha256")}
+                                     "x-amz-security-token", "x-amz-date", "x-amz-content-sha256", "expect")}
         fwd = AWSRequest(method=method, url=f"http://127.0.0.1:{self.upstream}{path}", headers=keep, data=body)
-        S3SigV4Auth(Credentials("S3RVER", "S3RVER"), "s3", REGION).add_auth(fwd)
+        S3SigV4Auth(Credentials(MOTO_KEY, MOTO_SECRET), "s3", REGION).add_auth(fwd)
         c = http.client.HTTPConnection("127.0.0.1", self.upstream, timeout=60)
         c.request(method, path, body=body, headers=dict(fwd.headers.items()))
         r = c.getresponse()
@@ -218,6 +266,7 @@ class VerifyingProxy:
 
     def stop(self):
         self.server.shutdown()
+        self.server.server_close()
 
 
 class CredentialServer:
@@ -276,6 +325,7 @@ class CredentialServer:
 
     def stop(self):
         self.server.shutdown()
+        self.server.server_close()
 
 
 def clean_aws_env(extra=None):
