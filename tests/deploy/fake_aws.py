@@ -10,7 +10,7 @@ Every request is checked against botocore's service model (required members, typ
 patterns, as the service does: a violation is a 400 ValidationException) and so is every answer of the fake
 itself (a violation is recorded in State.errors, which the test requires to be empty).
 
-A training job runs for real: the channel's objects are downloaded from the S3 fake (s3rver) into a fresh
+A training job runs for real: the channel's objects are downloaded from the S3 fake (moto) into a fresh
 /opt/ml ($SAGEMAKER_BASE_DIR) with hyperparameters.json, inputdataconfig.json and resourceconfig.json, and
 `cifar100 train` runs there (or the image with podman). A managed spot job is interrupted once with SIGTERM in
 the middle of training, as a spot reclaim would; its checkpoints are synced to CheckpointConfig.S3Uri and
@@ -42,6 +42,8 @@ from botocore.config import Config
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
+# The access key of the test's AWS CLI and of the S3 client here (moto's S3 server takes any key).
+S3_KEY, S3_SECRET = "AKIADEPLOYTEST000001", "deploy-test-secret"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 LOG_PAGE = 40  # events per GetLogEvents answer at most: followers must page with the forward token
 
@@ -214,7 +216,7 @@ def validation(errors):
     return ApiError("ValidationException", f"{n} validation error{'s' if n > 1 else ''} detected: " + "; ".join(errors))
 
 
-# ---- the S3 fake (s3rver) through botocore --------------------------------------------------------------------
+# ---- the S3 fake (moto's S3 server) through botocore ----------------------------------------------------------
 def split_s3(uri):
     m = re.fullmatch(r"s3://([^/]+)/?(.*)", uri)
     if not m:
@@ -225,9 +227,9 @@ def split_s3(uri):
 class S3:
     def __init__(self, endpoint):
         self.client = botocore.session.get_session().create_client(
-            "s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="S3RVER",
-            aws_secret_access_key="S3RVER", config=Config(s3={"addressing_style": "path"},
-                                                          retries={"max_attempts": 1}))
+            "s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_SECRET, config=Config(s3={"addressing_style": "path"},
+                                                           retries={"max_attempts": 1}))
 
     def keys(self, bucket, prefix):
         out, token = [], None
@@ -1076,7 +1078,7 @@ class Fake:
 def main():
     import argparse
     ap = argparse.ArgumentParser(description="fake AWS APIs for scripts/deploy.sh (prints its URL, runs until killed)")
-    ap.add_argument("--s3", required=True, help="s3rver URL, e.g. http://127.0.0.1:4568")
+    ap.add_argument("--s3", required=True, help="the S3 fake's URL, e.g. moto_server's http://127.0.0.1:5000")
     ap.add_argument("--bin", default="build/cifar100")
     ap.add_argument("--image", help="podman image that runs the jobs and endpoints instead of the binary")
     ap.add_argument("--work", required=True)

@@ -1,12 +1,12 @@
-"""scripts/deploy.sh end to end against local fakes: s3rver for S3 and tests/deploy/fake_aws.py for SageMaker,
+"""scripts/deploy.sh end to end against local fakes: moto's S3 server and tests/deploy/fake_aws.py for SageMaker,
 SageMaker Runtime, CloudWatch Logs, IAM, STS and ECR (every request checked against botocore's service model),
 with the real AWS CLI (/usr/bin/aws) and a real training job on a small subset of the real CIFAR-100:
   - shellcheck passes on scripts/*.sh; usage errors exit 2; a bucket without "sagemaker", an unknown instance
     type and an invalid job name are refused before any request;
   - --dry-run prints the CreateTrainingJob JSON (string hyperparameters, spot, metric definitions,
     checkpoints), which the model accepts, and sends nothing; so for setup;
-  - setup creates the bucket, uploads the archive once, creates the role and repository, and a second run
-    changes nothing;
+  - setup creates the bucket, uploads the archive once (no multipart upload left unfinished), creates the role
+    and repository, and a second run changes nothing;
   - train starts a managed spot job that the fake runs with `cifar100 train` (or the image with podman):
     SIGTERM mid-training (exit 0, checkpoint), checkpoints synced to S3 and into a fresh /opt/ml, a resumed
     run, model.tar.gz uploaded; follow shows every transition (Interrupted included), metrics and log lines
@@ -15,8 +15,8 @@ with the real AWS CLI (/usr/bin/aws) and a real training job on a small subset o
     invoke gives the top 5 of a real test image (PNG and JPEG) as `cifar100 predict` does on the same model;
   - errors from the service (ValidationException) are reported with operation and message; stop and Ctrl-C
     in follow; cleanup deletes the endpoint, config, model and bucket.
-Needs s3rver (scripts/setup-npm.sh), the AWS CLI, jq and the real archive: exits 77 (skipped) without them
-unless CIFAR100_REQUIRE_REAL=1."""
+Runs with the project's venv (.venv/bin/python, scripts/setup-python.sh: moto, boto3) and fails without moto.
+Needs the AWS CLI, jq and the real archive: exits 77 (skipped) without them unless CIFAR100_REQUIRE_REAL=1."""
 import io
 import json
 import os
@@ -33,11 +33,15 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(1, os.path.join(HERE, "..", "integration"))
+try:
+    from s3fakes import MotoS3  # moto's S3 server, as tests/integration/test_s3.py runs it
+except ImportError as e:
+    sys.exit(f"deploy test: {e}: run it with the project's venv, .venv/bin/python (scripts/setup-python.sh makes it)")
 
 SOURCE = os.path.abspath(os.environ.get("SOURCE_DIR") or os.path.join(HERE, "..", ".."))
 BIN = os.path.abspath(os.environ.get("CIFAR100_BIN") or os.path.join(SOURCE, "build", "cifar100"))
 DEPLOY = os.path.join(SOURCE, "scripts", "deploy.sh")
-S3RVER = os.environ.get("S3RVER") or os.path.join(SOURCE, "build", "npm", "node_modules", ".bin", "s3rver")
 AWS = "/usr/bin/aws"
 ARCHIVE = os.environ.get("CIFAR100_ARCHIVE") or os.path.join(SOURCE, "..", "shared", "data", "cifar-100-binary.tar.gz")
 IMAGE = "localhost/cifar100:test"
@@ -50,8 +54,6 @@ NAME_RX = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 
 def missing_prerequisites():
     missing = []
-    if not (os.path.isfile(S3RVER) and os.access(S3RVER, os.X_OK)):
-        missing.append(f"s3rver ({S3RVER}; scripts/setup-npm.sh installs it)")
     if not os.access(AWS, os.X_OK):
         missing.append(f"the AWS CLI ({AWS}; apt-get install awscli)")
     if not shutil.which("jq"):
@@ -85,18 +87,6 @@ def small_archive(dest, n_train=4000, n_test=1000):
     return test_bin
 
 
-def wait_port(port, timeout=30):
-    import socket
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"nothing listens on port {port} after {timeout} s")
-
-
 HP_STUB = r'''
 import json, os, sys
 args, config, sets = sys.argv[1:], None, []
@@ -124,7 +114,7 @@ print(json.dumps(out))
 class Deploy(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        from fake_aws import Fake
+        from fake_aws import Fake, S3_KEY, S3_SECRET
         cls.t0 = time.time()
         cls.tmp = tempfile.mkdtemp(prefix="cifar100-deploy-")
         cls.archive = os.path.join(cls.tmp, "cifar-100-binary.tar.gz")
@@ -152,17 +142,10 @@ class Deploy(unittest.TestCase):
                         f'exec /usr/bin/python3 {stub_dir}/hp.py "$@"; fi\nexec {BIN} "$@"\n')
             os.chmod(cls.deploy_bin, 0o755)
 
-        # s3rver on a free loopback port.
-        from fake_aws import free_port
-        cls.s3_port = free_port()
-        s3dir = os.path.join(cls.tmp, "s3")
-        os.makedirs(s3dir)
-        cls.s3rver = subprocess.Popen([S3RVER, "-d", s3dir, "-a", "127.0.0.1", "-p", str(cls.s3_port), "--silent"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      env=dict(os.environ, NODE_OPTIONS="--openssl-legacy-provider"),
-                                      start_new_session=True)
-        wait_port(cls.s3_port)
-        cls.s3_url = f"http://127.0.0.1:{cls.s3_port}"
+        # moto's S3 server on a loopback port of its own, with no bucket: `setup` creates it.
+        cls.moto = MotoS3([])
+        cls.addClassCleanup(cls.moto.stop)  # also when setUpClass fails later on
+        cls.s3_url = cls.moto.url
 
         # The fake AWS APIs; the image with podman when it exists, else the binary.
         image = None
@@ -183,9 +166,8 @@ class Deploy(unittest.TestCase):
 
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CIFAR100_", "SAGEMAKER_", "SM_"))}
         env.update({
-            "AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER", "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET, "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "1", "AWS_EC2_METADATA_DISABLED": "true",
-            # s3rver deletes objects of one directory concurrently with a race (500 InternalError): one at a time.
             "AWS_CONFIG_FILE": cls.aws_config(),
             "AWS_SHARED_CREDENTIALS_FILE": os.path.join(cls.tmp, "aws-credentials"),
             "AWS_ENDPOINT_URL_S3": cls.s3_url,
@@ -204,16 +186,16 @@ class Deploy(unittest.TestCase):
         try:
             cls.fake.stop()
         finally:
-            os.killpg(cls.s3rver.pid, signal.SIGTERM)
-            cls.s3rver.wait(timeout=30)
             shutil.rmtree(cls.tmp, ignore_errors=True)
         print(f"deploy test: {time.time() - cls.t0:.0f} s", flush=True)
 
     @classmethod
     def aws_config(cls):
+        """An empty profile, so that no configuration of this machine's reaches the CLI: `aws s3` uses its
+        defaults (10 concurrent requests), as it would for a user."""
         path = os.path.join(cls.tmp, "aws-config")
         with open(path, "w") as f:
-            f.write("[default]\ns3 =\n    max_concurrent_requests = 1\n")
+            f.write("[default]\n")
         return path
 
     def setUp(self):
@@ -248,6 +230,9 @@ class Deploy(unittest.TestCase):
 
     def s3_keys(self, prefix=""):
         return [o["Key"] for o in self.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
+
+    def multipart_uploads(self):
+        return [(u["Key"], u["Initiated"]) for u in self.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])]
 
     def assertNoRequests(self, before):
         self.assertEqual(self.requests(), before, f"requests reached the fake: {self.fake.requests[before:]}")
@@ -431,6 +416,9 @@ class Deploy(unittest.TestCase):
         key = f"{PREFIX}/data/cifar-100-binary.tar.gz"
         head = self.s3.head_object(Bucket=BUCKET, Key=key)
         self.assertEqual(head["ContentLength"], os.path.getsize(self.archive))
+        # 14 MB, over the CLI's 8 MiB threshold: a multipart upload (ETag "MD5-PARTS"), completed, none left open.
+        self.assertRegex(head["ETag"], r'^"[0-9a-f]{32}-[0-9]+"$')
+        self.assertEqual(self.multipart_uploads(), [])
         role = self.fake.roles["cifar100-sagemaker"]
         trust = json.loads(role["AssumeRolePolicyDocument"])
         self.assertEqual(trust["Statement"][0]["Principal"], {"Service": "sagemaker.amazonaws.com"})
@@ -669,6 +657,7 @@ class Deploy(unittest.TestCase):
         self.assertNotIn(self.job, self.fake.sm_models)
         self.assertIsNotNone(proc.poll(), "the endpoint's server still runs")
         self.assertTrue(self.s3_keys())
+        self.assertEqual(self.multipart_uploads(), [])  # nothing unfinished from setup, jobs and checkpoint syncs
         out = self.ok(self.deploy("cleanup", "--yes", "--endpoint-name", self.endpoint, "--bucket", BUCKET))
         self.assertIn(f"no endpoint {self.endpoint}", out)
         self.assertIn(f"deleted bucket {BUCKET}", out)
