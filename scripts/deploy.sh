@@ -21,8 +21,9 @@ ROLE_NAME=${CIFAR100_ROLE_NAME:-cifar100-sagemaker}
 ROLE_ARN=${CIFAR100_ROLE_ARN:-}
 IMAGE=${CIFAR100_IMAGE:-}
 REPO=${CIFAR100_ECR_REPO:-cifar100}
-IMAGE_TAG=${CIFAR100_IMAGE_TAG:-cpu}
-LOCAL_IMAGE=${CIFAR100_LOCAL_IMAGE:-cifar100:cpu}
+# The image tag in ECR; empty: by instance kind, cpu (docker/Dockerfile) or cuda (docker/Dockerfile.cuda).
+IMAGE_TAG=${CIFAR100_IMAGE_TAG:-}
+LOCAL_IMAGE=${CIFAR100_LOCAL_IMAGE:-}
 ENGINE=${ENGINE:-}
 ARCHIVE=${CIFAR100_ARCHIVE:-$ROOT/../shared/data/cifar-100-binary.tar.gz}
 if [[ -n ${CIFAR100_BIN:-} ]]; then BIN=$CIFAR100_BIN
@@ -48,16 +49,23 @@ PLACEHOLDER_ACCOUNT=123456789012
 # Instances of the SageMaker module this project replaces. Price: on-demand USD per hour for SageMaker
 # training in us-east-1 (N. Virginia), taken from https://aws.amazon.com/sagemaker/pricing/ and rounded;
 # APPROXIMATE (prices change and differ by region; endpoints are billed at the similar real-time
-# inference rates). Columns: type, kind, vCPUs, GPUs, memory GiB, USD/hour.
+# inference rates). Columns: type, kind, vCPUs, GPUs, memory GiB, USD/hour, the GPU's CUDA compute
+# capability (its generation: 7.0 Volta, 7.5 Turing, 8.0/8.6 Ampere, 8.9 Ada, 9.0 Hopper).
 INSTANCE_TABLE="\
-ml.p3.2xlarge  gpu  8  1xV100-16GB   61  3.825
-ml.p3.8xlarge  gpu  32 4xV100-16GB   244 14.688
-ml.g4dn.xlarge gpu  4  1xT4-16GB     16  0.736
-ml.g5.xlarge   gpu  4  1xA10G-24GB   16  1.408
-ml.c5.xlarge   cpu  4  -             8   0.204
-ml.c5.2xlarge  cpu  8  -             16  0.408
-ml.c5.4xlarge  cpu  16 -             32  0.816
-ml.c5.9xlarge  cpu  36 -             72  1.836"
+ml.p3.2xlarge   gpu  8   1xV100-16GB   61   3.825   7.0
+ml.p3.8xlarge   gpu  32  4xV100-16GB   244  14.688  7.0
+ml.g4dn.xlarge  gpu  4   1xT4-16GB     16   0.736   7.5
+ml.g5.xlarge    gpu  4   1xA10G-24GB   16   1.408   8.6
+ml.g6.xlarge    gpu  4   1xL4-24GB     16   1.006   8.9
+ml.p4d.24xlarge gpu  96  8xA100-40GB   1152 37.688  8.0
+ml.p5.48xlarge  gpu  192 8xH100-80GB   2048 113.068 9.0
+ml.c5.xlarge    cpu  4   -             8    0.204   -
+ml.c5.2xlarge   cpu  8   -             16   0.408   -
+ml.c5.4xlarge   cpu  16  -             32   0.816   -
+ml.c5.9xlarge   cpu  36  -             72   1.836   -"
+# The oldest GPU generation the CUDA image runs: its LibTorch (PyPI torch 2.15.0, CUDA 13.2) carries kernels
+# for compute capability 7.5, 8.0, 8.6, 9.0, 10.0 and 12.0 (8.9 runs 8.6's); CUDA 13 builds nothing for Volta.
+CUDA_MIN_CAPABILITY=7.5
 
 # ---- messages and usage -------------------------------------------------------------------------------------
 say() { printf '%s\n' "$*"; }
@@ -94,8 +102,9 @@ Environment (options override):
   CIFAR100_ARCHIVE      local cifar-100-binary.tar.gz (default ../shared/data/ beside the repository)
   CIFAR100_ROLE_NAME    execution role name (default cifar100-sagemaker); CIFAR100_ROLE_ARN: use this ARN
   CIFAR100_IMAGE        training/serving image URI (default ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG)
-  CIFAR100_ECR_REPO, CIFAR100_IMAGE_TAG, CIFAR100_LOCAL_IMAGE   ECR repository (cifar100), tag (cpu) and
-                        the local image pushed by setup (cifar100:cpu); ENGINE=docker|podman
+  CIFAR100_ECR_REPO, CIFAR100_IMAGE_TAG, CIFAR100_LOCAL_IMAGE   ECR repository (cifar100), tag (default cpu
+                        for CPU instances, cuda for GPU ones) and the local image pushed by setup
+                        (default cifar100:TAG); ENGINE=docker|podman
   CIFAR100_BIN          the cifar100 binary (default build/cifar100, else cifar100 on PATH)
   CIFAR100_CONFIG       preset or YAML file for train (default quick-cpu)
   CIFAR100_INSTANCE_TYPE, CIFAR100_ENDPOINT_INSTANCE_TYPE   defaults ml.c5.2xlarge and ml.c5.xlarge
@@ -130,8 +139,9 @@ Options:
   --archive FILE        local cifar-100-binary.tar.gz (\$CIFAR100_ARCHIVE)
   --role-name NAME      execution role (\$CIFAR100_ROLE_NAME, default cifar100-sagemaker)
   --repo NAME           ECR repository (\$CIFAR100_ECR_REPO, default cifar100)
-  --image-tag TAG       tag in ECR (\$CIFAR100_IMAGE_TAG, default cpu)
-  --local-image NAME    local image to push (\$CIFAR100_LOCAL_IMAGE, default cifar100:cpu; scripts/image.sh)
+  --image-tag TAG       tag in ECR (\$CIFAR100_IMAGE_TAG; default the local image's tag, else cpu)
+  --local-image NAME    local image to push (\$CIFAR100_LOCAL_IMAGE, default cifar100:TAG; scripts/image.sh
+                        builds cifar100:cpu, and with --cuda cifar100:cuda, which GPU instances use)
   --no-push             do not log in to ECR, tag or push (the repository is still created)
 EOF
 }
@@ -246,10 +256,11 @@ EOF
 instance_table() {
   printf 'Instance types (on-demand USD/hour, SageMaker training, us-east-1, approximate; spot estimated at\n'
   printf '%s%% off, an ASSUMPTION):\n' "$(awk -v d="$SPOT_DISCOUNT" 'BEGIN{printf "%g", d*100}')"
-  printf '  %-15s %-4s %5s %-12s %7s %8s %8s\n' type kind vCPUs GPUs mem-GiB on-demand spot~
-  while read -r t k c g m p; do
-    printf '  %-15s %-4s %5s %-12s %7s %8s %8s\n' "$t" "$k" "$c" "$g" "$m" "\$$p" \
-      "\$$(awk -v p="$p" -v d="$SPOT_DISCOUNT" 'BEGIN{printf "%.3f", p*(1-d)}')"
+  printf '  %-16s %-4s %5s %-12s %7s %9s %9s  %s\n' type kind vCPUs GPUs mem-GiB on-demand spot~ "CUDA image"
+  while read -r t k c g m p cc; do
+    printf '  %-16s %-4s %5s %-12s %7s %9s %9s  %s\n' "$t" "$k" "$c" "$g" "$m" "\$$p" \
+      "\$$(awk -v p="$p" -v d="$SPOT_DISCOUNT" 'BEGIN{printf "%.3f", p*(1-d)}')" \
+      "$(cuda_image_column "$k" "$cc")"
   done <<<"$INSTANCE_TABLE"
 }
 
@@ -263,15 +274,40 @@ bad_usage() {
   exit 2
 }
 
-# instance_field TYPE COLUMN (2 kind .. 6 price); fails for a type not in the table
+# instance_field TYPE COLUMN (2 kind .. 6 price, 7 compute capability); fails for a type not in the table
 instance_field() { awk -v t="$1" -v c="$2" '$1 == t { print $c; found = 1 } END { exit !found }' <<<"$INSTANCE_TABLE"; }
 
+# gpu_supported CAPABILITY: whether the CUDA image runs a GPU of that compute capability
+gpu_supported() { awk -v c="$1" -v m="$CUDA_MIN_CAPABILITY" 'BEGIN { exit !(c + 0 >= m + 0) }'; }
+
+cuda_image_column() { # kind capability
+  if [[ $1 == cpu ]]; then echo -
+  elif gpu_supported "$2"; then echo "yes ($2)"
+  else echo "no ($2)"; fi
+}
+
+# The known types, and for GPU instances only those whose GPU the CUDA image runs (a V100 it cannot).
 check_instance_type() {
   if ! instance_field "$1" 6 >/dev/null; then
     note "unknown instance type '$1'; known types:"
     instance_table >&2
     exit 2
   fi
+  local cc
+  cc=$(instance_field "$1" 7)
+  if [[ $(instance_field "$1" 2) == gpu ]] && ! gpu_supported "$cc"; then
+    note "the GPUs of $1 ($(instance_field "$1" 4), compute capability $cc) cannot run the cifar100 CUDA image:"
+    note "CUDA 13, which it is built with, supports compute capability $CUDA_MIN_CAPABILITY (Turing) and newer."
+    note "Use ml.g4dn.xlarge (1x T4, the cheapest), ml.g5.xlarge (1x A10G) or, for several GPUs, ml.p4d.24xlarge."
+    exit 2
+  fi
+}
+
+# The ECR tag for an instance type: as given, else cuda for GPU instances and cpu for CPU ones.
+image_tag_for() {
+  if [[ -n $IMAGE_TAG ]]; then echo "$IMAGE_TAG"
+  elif [[ $(instance_field "$1" 2) == gpu ]]; then echo cuda
+  else echo cpu; fi
 }
 
 valid_name() { [[ ${#1} -ge 1 && ${#1} -le 63 && $1 =~ ^[a-zA-Z0-9](-*[a-zA-Z0-9])*$ ]]; }
@@ -435,11 +471,11 @@ need_bucket() {
 
 data_key() { printf '%s/data/cifar-100-binary.tar.gz' "$PREFIX"; }
 
-need_image() {
+need_image() { # [INSTANCE_TYPE]: the image for that instance (by default its kind's tag)
   [[ -z $IMAGE ]] || return 0
   need_region
   need_account
-  IMAGE="$ACCOUNT.dkr.ecr.$REGION.amazonaws.com/$REPO:$IMAGE_TAG"
+  IMAGE="$ACCOUNT.dkr.ecr.$REGION.amazonaws.com/$REPO:$(image_tag_for "${1:-$TRAIN_INSTANCE}")"
 }
 
 need_role_arn() {
@@ -627,6 +663,9 @@ setup_image() {
     aws_report ecr describe-repositories
     exit 1
   fi
+  # The tag follows the local image's (cifar100:cuda -> cuda), cpu by default; the local image follows the tag.
+  [[ -n $IMAGE_TAG ]] || { [[ $LOCAL_IMAGE == *:* ]] && IMAGE_TAG=${LOCAL_IMAGE##*:}; } || IMAGE_TAG=cpu
+  [[ -n $LOCAL_IMAGE ]] || LOCAL_IMAGE="cifar100:$IMAGE_TAG"
   [[ -n $IMAGE ]] || IMAGE="$registry/$REPO:$IMAGE_TAG"
   if ((no_push)); then
     say "not pushing (--no-push): $IMAGE must exist for train and deploy"
@@ -976,7 +1015,7 @@ cmd_deploy() {
     role=${ROLE_ARN:-$(jq -r .RoleArn <<<"$AWS_OUT")}
   elif [[ $AWS_ERROR_CODE == DryRun ]]; then
     need_bucket
-    need_image
+    need_image "$ENDPOINT_INSTANCE"
     need_role_arn
     artifacts="s3://$BUCKET/$PREFIX/output/$job/output/model.tar.gz"
     [[ -n $image ]] || image=$IMAGE

@@ -12,7 +12,8 @@ with the real AWS CLI (/usr/bin/aws) and a real training job on a small subset o
     run, model.tar.gz uploaded; follow shows every transition (Interrupted included), metrics and log lines
     and exits 0;
   - deploy creates the model, config and endpoint (a real `cifar100 serve` on model.tar.gz) and tests it;
-    invoke gives the top 5 of a real test image (PNG and JPEG) as `cifar100 predict` does on the same model;
+    invoke gives the top 5 of a real test image (PNG and JPEG) as `cifar100 predict` does on the same model
+    (both in float32);
   - errors from the service (ValidationException) are reported with operation and message; stop and Ctrl-C
     in follow; cleanup deletes the endpoint, config, model and bucket.
 Runs with the project's venv (.venv/bin/python, scripts/setup-python.sh: moto, boto3) and fails without moto.
@@ -45,6 +46,8 @@ DEPLOY = os.path.join(SOURCE, "scripts", "deploy.sh")
 AWS = "/usr/bin/aws"
 ARCHIVE = os.environ.get("CIFAR100_ARCHIVE") or os.path.join(SOURCE, "..", "shared", "data", "cifar-100-binary.tar.gz")
 IMAGE = "localhost/cifar100:test"
+# The precision of the endpoints and of the `predict` their answers are compared with.
+PREDICT_PRECISION = "fp32"
 RECORD = 3074
 BUCKET = "cifar100-sagemaker-e2e"
 PREFIX = "cifar100"
@@ -160,7 +163,11 @@ class Deploy(unittest.TestCase):
         print(f"jobs and endpoints run with {'podman ' + image if image else BIN}", flush=True)
         work = os.path.join(cls.tmp, "instances")
         os.makedirs(work)
-        cls.fake = Fake(cls.s3_url, work, BIN, image=image, podman_env=podman_env)
+        # The endpoints serve in float32, as the test's `predict` does (PREDICT_PRECISION): the image may hold
+        # another LibTorch than the host binary, and precision=auto picks bf16 on CPUs with native bf16, whose
+        # rounding differs between LibTorch versions.
+        cls.fake = Fake(cls.s3_url, work, BIN, image=image, podman_env=podman_env,
+                        endpoint_env={"CIFAR100_PRECISION": PREDICT_PRECISION})
         cls.fake_url = f"http://127.0.0.1:{cls.fake.start()}"
         cls.s3 = cls.fake.s3.client
 
@@ -279,15 +286,27 @@ class Deploy(unittest.TestCase):
         r = self.deploy("train", "--instance-count", "0", "--yes")
         self.assertEqual(r.returncode, 2)
         self.assertIn("--instance-count must be 1-100, not '0'", r.stderr)
-        r = self.deploy("train", "--instance-type", "ml.p4d.24xlarge", "--yes")
+        r = self.deploy("train", "--instance-type", "ml.trn1.2xlarge", "--yes")
         self.assertEqual(r.returncode, 2)
-        self.assertIn("unknown instance type 'ml.p4d.24xlarge'", r.stderr)
-        for t in ("ml.p3.2xlarge", "ml.p3.8xlarge", "ml.g4dn.xlarge", "ml.g5.xlarge", "ml.c5.xlarge", "ml.c5.2xlarge",
-                  "ml.c5.4xlarge", "ml.c5.9xlarge"):
+        self.assertIn("unknown instance type 'ml.trn1.2xlarge'", r.stderr)
+        for t in ("ml.p3.2xlarge", "ml.p3.8xlarge", "ml.g4dn.xlarge", "ml.g5.xlarge", "ml.g6.xlarge", "ml.p4d.24xlarge",
+                  "ml.p5.48xlarge", "ml.c5.xlarge", "ml.c5.2xlarge", "ml.c5.4xlarge", "ml.c5.9xlarge"):
             self.assertIn(t, r.stderr)
+        # The table says which GPUs the CUDA image runs: CUDA 13 has nothing for Volta (compute capability 7.0).
+        self.assertRegex(r.stderr, r"ml\.p3\.2xlarge .* no \(7\.0\)")
+        self.assertRegex(r.stderr, r"ml\.g4dn\.xlarge .* yes \(7\.5\)")
         r = self.deploy("deploy", "some-job", "--instance-type", "ml.m5.large")
         self.assertEqual(r.returncode, 2)
         self.assertIn("unknown instance type", r.stderr)
+        # A V100 instance is refused before any request, with types that work instead.
+        for cmd in (["train", "--yes"], ["deploy", "some-job"]):
+            for t in ("ml.p3.2xlarge", "ml.p3.8xlarge"):
+                r = self.deploy(*cmd, "--instance-type", t)
+                self.assertEqual(r.returncode, 2, (cmd, t))
+                self.assertIn(f"the GPUs of {t}", r.stderr)
+                self.assertIn("compute capability 7.0", r.stderr)
+                self.assertIn("cannot run the cifar100 CUDA image", r.stderr)
+                self.assertIn("ml.g4dn.xlarge", r.stderr)
         for bad in ("bad_name", "-lead", "trail-", "x" * 64, "dots.in.name"):
             r = self.deploy("train", "--job-name", bad, "--yes", "--bucket", BUCKET)
             self.assertEqual(r.returncode, 2, bad)
@@ -375,6 +394,18 @@ class Deploy(unittest.TestCase):
         self.assertEqual(got["ResourceConfig"]["InstanceType"], "ml.c5.2xlarge")
         self.assertIn("on-demand:    $0.20", out)
         self.assertEqual(sm.validate("CreateTrainingJobRequest", got), [])
+
+        # Without --image, a GPU instance gets the CUDA image and a CPU instance the CPU image (setup's ECR repository).
+        for itype, tag in (("ml.g5.xlarge", "cuda"), ("ml.c5.xlarge", "cpu")):
+            r = self.deploy("--dry-run", "train", "--bucket", BUCKET, "--role-arn", role, "--config", "quick-cpu",
+                            "--instance-type", itype, "--hours", "0.5", env=env)
+            got, _ = self.request_json(self.ok(r), "create-training-job")
+            self.assertEqual(got["AlgorithmSpecification"]["TrainingImage"],
+                             f"123456789012.dkr.ecr.us-east-1.amazonaws.com/cifar100:{tag}", itype)
+        r = self.deploy("--dry-run", "deploy", "some-job", "--bucket", BUCKET, "--role-arn", role,
+                        "--instance-type", "ml.g4dn.xlarge", env=env)
+        model, _ = self.request_json(self.ok(r), "create-model")
+        self.assertEqual(model["PrimaryContainer"]["Image"], "123456789012.dkr.ecr.us-east-1.amazonaws.com/cifar100:cuda")
 
         # Several instances: one data-parallel job; the estimate counts every instance.
         r = self.deploy("--dry-run", "train", "--no-spot", "--bucket", BUCKET, "--role-arn", role, "--image", image,
@@ -543,8 +574,8 @@ class Deploy(unittest.TestCase):
         self.assertIn("no training data at s3://", r.stderr)
 
     def predict(self, model_dir, image):
-        r = subprocess.run([BIN, "predict", "--model", model_dir, "--json", image], capture_output=True, text=True,
-                           timeout=120)
+        r = subprocess.run([BIN, "predict", "--model", model_dir, "--json", "--precision", PREDICT_PRECISION, image],
+                           capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
         return json.loads(r.stdout)["predictions"][0]["top_k"]
 
@@ -589,7 +620,7 @@ class Deploy(unittest.TestCase):
             want = self.predict(model_dir, image)
             got = tables[image]
             self.assertEqual([(c, n) for c, n, _ in got], [(p["class"], p["name"]) for p in want], image)
-            for (_, _, p), w in zip(got, want):
+            for (_, _, p), w in zip(got, want):  # the table's 4 decimals (5e-5) and float32 rounding
                 self.assertAlmostEqual(p, w["probability"], delta=6e-5)
         # A file that is not an image fails alone; the others are still answered.
         junk = os.path.join(self.tmp, "junk.png")

@@ -28,6 +28,11 @@ class Help(TempDirTest):
         r = run(["--version"])
         self.assertOk(r)
         self.assertIn("cifar100", r.stdout)
+        # The LibTorch and backends this build was configured with (CMake passes them), e.g. "LibTorch 2.15.0,
+        # CUDA 13.2 with NCCL" or "LibTorch 1.13.1, CPU only".
+        expect = os.environ.get("CIFAR100_EXPECT_VERSION")
+        if expect:
+            self.assertIn(f"({expect})", r.stdout)
 
     def test_help_config_lists_every_key(self):
         r = run(["train", "--help-config"])
