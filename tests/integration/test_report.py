@@ -228,8 +228,9 @@ def hex_rgb(s):
 
 
 # ---- the reference model -----------------------------------------------------------------------------------------
-def reference_probabilities(model_dir, images_chw):
-    """Class probabilities of the model artifact on uint8 CHW images, from the PyTorch twin of the network."""
+def reference_probabilities(model_dir, images_chw, bf16=False):
+    """Class probabilities of the model artifact on uint8 CHW images, from the PyTorch twin of the network (with
+    bf16 autocast when `bf16`)."""
     import torch
     sys.path.insert(0, os.path.join(SOURCE, "tools", "reference"))
     from wrn import WideResNet
@@ -241,8 +242,22 @@ def reference_probabilities(model_dir, images_chw):
     x = torch.from_numpy(images_chw.astype(np.float32) / 255.0)
     mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
-    with torch.no_grad():
-        return torch.softmax(net((x - mean) / std).double(), 1).numpy()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = net((x - mean) / std)
+    return torch.softmax(logits.double(), 1).numpy()
+
+
+def probability_tolerance(model_dir, images_chw, precision):
+    """How far the run's probabilities may lie from the float32 reference: float32 rounding (1e-5) for an fp32
+    run; for a bf16 run, twice PyTorch's own bf16 error on the same images (its bf16 probabilities against its
+    float32 ones), measured here, since bf16 kernels differ between libraries and CPUs."""
+    if precision == "fp32":
+        return 1e-5
+    assert precision == "bf16", precision
+    own = np.abs(reference_probabilities(model_dir, images_chw, bf16=True) -
+                 reference_probabilities(model_dir, images_chw)).max()
+    print(f"report: the run used bf16; PyTorch's own bf16 probability error {own:.2e}", file=sys.stderr)
+    return max(1e-5, 2 * own)
 
 
 class Report(TempDirTest):
@@ -504,8 +519,14 @@ class Report(TempDirTest):
         wrong = sum(n for t, row in enumerate(self.metrics["confusion_matrix"]) for p, n in enumerate(row) if p != t)
         self.assertEqual(len(mistakes), min(12, wrong))
         # gallery.json against the data and the model's real predictions.
-        probs = reference_probabilities(os.path.join(self.out, "model"), self.test_images)
+        model = os.path.join(self.out, "model")
+        probs = reference_probabilities(model, self.test_images)
+        # The gallery holds the final test's probabilities, at the precision the run used.
+        tol = probability_tolerance(model, self.test_images, self.results["precision"])
         ref_top = np.argsort(-probs, 1, kind="stable")[:, :3]
+        top2 = -np.sort(-probs, 1)[:, :2]
+        # Images whose two best classes lie within rounding of each other: there the run's class may differ.
+        near_tie = top2[:, 0] - top2[:, 1] <= 2 * tol
         for it in items:
             i = it["index"]
             self.assertEqual(it["label"], int(self.test_labels[i]))
@@ -514,19 +535,22 @@ class Report(TempDirTest):
             self.assertEqual([t["name"] for t in it["top3"]], [names[t["class"]] for t in it["top3"]])
             for j, t in enumerate(it["top3"]):
                 # Rank j holds the j-th largest probability, and that is the probability of its class.
-                self.assertAlmostEqual(t["probability"], probs[i, ref_top[i, j]], delta=1e-5, msg=f"image {i} rank {j}")
-                self.assertAlmostEqual(t["probability"], probs[i, t["class"]], delta=1e-5, msg=f"image {i} rank {j}")
+                self.assertAlmostEqual(t["probability"], probs[i, ref_top[i, j]], delta=tol, msg=f"image {i} rank {j}")
+                self.assertAlmostEqual(t["probability"], probs[i, t["class"]], delta=tol, msg=f"image {i} rank {j}")
         ref_wrong = probs.argmax(1) != self.test_labels
-        self.assertLessEqual(abs(int(ref_wrong.sum()) - wrong), 1)
+        self.assertLessEqual(abs(int(ref_wrong.sum()) - wrong), max(1, int(near_tie.sum())))
         tops = [it["top3"][0]["probability"] for it in mistakes]
         self.assertEqual(tops, sorted(tops, reverse=True), "mistakes not sorted by decreasing confidence")
         shown = {it["index"] for it in mistakes}
         for it in mistakes:
             self.assertFalse(it["correct"])
-            self.assertTrue(ref_wrong[it["index"]], f"image {it['index']} is not a mistake")
-        others = [probs[i].max() for i in np.nonzero(ref_wrong)[0] if i not in shown]
+            i = it["index"]
+            self.assertTrue(ref_wrong[i] or probs[i].max() - probs[i, it["label"]] <= 2 * tol,
+                            f"image {i} is not a mistake")
+        # The reference's other mistakes (those within rounding of being right may be right in the run).
+        others = [probs[i].max() for i in np.nonzero(ref_wrong)[0] if i not in shown and not near_tie[i]]
         if others and mistakes:
-            self.assertGreaterEqual(min(probs[i].max() for i in shown) + 1e-5, max(others),
+            self.assertGreaterEqual(min(probs[i].max() for i in shown) + 2 * tol, max(others),
                                     "a more confident mistake is left out")
         # The page against gallery.json.
         for kind, want in (("first", first), ("mistake", mistakes)):
