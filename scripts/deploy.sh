@@ -664,7 +664,8 @@ setup_image() {
     exit 1
   fi
   # The tag follows the local image's (cifar100:cuda -> cuda), cpu by default; the local image follows the tag.
-  [[ -n $IMAGE_TAG ]] || { [[ $LOCAL_IMAGE == *:* ]] && IMAGE_TAG=${LOCAL_IMAGE##*:}; } || IMAGE_TAG=cpu
+  [[ -n $IMAGE_TAG ]] || { [[ $LOCAL_IMAGE == *:* && ${LOCAL_IMAGE##*:} != */* ]] && IMAGE_TAG=${LOCAL_IMAGE##*:}; } ||
+    IMAGE_TAG=cpu
   [[ -n $LOCAL_IMAGE ]] || LOCAL_IMAGE="cifar100:$IMAGE_TAG"
   [[ -n $IMAGE ]] || IMAGE="$registry/$REPO:$IMAGE_TAG"
   if ((no_push)); then
