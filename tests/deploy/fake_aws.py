@@ -309,13 +309,16 @@ def safe_extract(data, dest):
 class Fake:
     """State of every fake service, the job and endpoint runners, and the HTTP server."""
 
-    def __init__(self, s3_endpoint, work, binary, image=None, podman_env=None):
+    def __init__(self, s3_endpoint, work, binary, image=None, podman_env=None, endpoint_env=None):
         self.models = {name: Model(name) for name in ("sagemaker", "logs", "ecr", "iam", "sts", "sagemaker-runtime")}
         self.s3 = S3(s3_endpoint)
         self.work = work
         self.binary = binary
         self.image = image  # a local podman image that replaces the job's TrainingImage, or None: the binary
         self.podman_env = podman_env or dict(os.environ)
+        # Variables every endpoint's `serve` gets (as a model's PrimaryContainer.Environment would give them), e.g.
+        # the precision a test pins to compare the endpoint's answers with another program's.
+        self.endpoint_env = dict(endpoint_env or {})
         self.lock = threading.RLock()
         self.requests = []  # (service, operation) of every AWS request
         self.rejected = []  # (service, operation, code, message) of every request answered with an error
@@ -996,11 +999,14 @@ class Fake:
             if self.image:
                 ep["_container"] = f"fake-endpoint-{name}"
                 cmd = ["podman", "run", "--rm", "--name", ep["_container"], "--network", "host",
-                       "-e", f"SAGEMAKER_BIND_TO_PORT={port}", "-v", f"{model_dir}:/opt/ml/model:ro", self.image, "serve"]
+                       "-e", f"SAGEMAKER_BIND_TO_PORT={port}",
+                       *[a for k, v in self.endpoint_env.items() for a in ("-e", f"{k}={v}")],
+                       "-v", f"{model_dir}:/opt/ml/model:ro", self.image, "serve"]
                 env = self.podman_env
             else:
                 cmd = [self.binary, "serve", "--model", model_dir, "--port", str(port), "--host", "127.0.0.1"]
                 env = {k: v for k, v in os.environ.items() if not k.startswith(("CIFAR100_", "SM_", "SAGEMAKER_"))}
+                env.update(self.endpoint_env)
             with open(os.path.join(d, "serve.log"), "w") as log:
                 ep["_proc"] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             ep["_port"], ep["_dir"] = port, d
