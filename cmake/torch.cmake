@@ -11,6 +11,10 @@
 
 set(CIFAR100_TORCH_DIR "" CACHE PATH
     "the torch/ directory of a PyTorch wheel to build against (empty: Debian's LibTorch)")
+# The tests run PyTorch's own tools beside our binaries (torchrun, whose rendezvous store speaks another
+# protocol in 1.13 than in 2.x): they need the Python of this very LibTorch.
+set(CIFAR100_TORCH_PYTHON "/usr/bin/python3" CACHE FILEPATH
+    "a Python whose torch package holds this LibTorch (Debian's python3 for Debian's LibTorch)")
 
 set(_cifar100_wheel_libs "")
 if(CIFAR100_TORCH_DIR)

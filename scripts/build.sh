@@ -8,6 +8,10 @@
 #     (no --torch)    the default LibTorch (DEFAULT_TORCH below), into its folder; build/ then links to it, so
 #                     the README's build/cifar100 is the default build
 #
+# Compilations go through ccache when it is installed (CIFAR100_CCACHE=0 turns it off), into CCACHE_DIR (default
+# .ccache/ here), with paths taken relative to this checkout: another checkout or a container build that mounts
+# the same cache (scripts/image.sh --ccache) gets its objects from it.
+#
 # Extra arguments go to CMake's configure step. Environment: JOBS (parallel jobs), BUILD_DIR (another folder),
 # TARGETS (build only these, space-separated), TORCH_PYTHON (with --torch venv: another Python whose PyTorch
 # wheel to build against instead of the venv's; scripts/gpu-check.sh passes python3 on the GPU machine).
@@ -43,9 +47,21 @@ if [ "$torch" = venv ]; then
   fi
   # The wheel's torch/ directory, found without importing torch (which loads its CUDA libraries).
   torch_dir=$("$py" -c 'import importlib.util as u; print(u.find_spec("torch").submodule_search_locations[0])')
-  args+=("-DCIFAR100_TORCH_DIR=$torch_dir" -DCIFAR100_REQUIRE_CUDA=ON)
+  args+=("-DCIFAR100_TORCH_DIR=$torch_dir" "-DCIFAR100_TORCH_PYTHON=$py" -DCIFAR100_REQUIRE_CUDA=ON)
 else
-  args+=("-DCIFAR100_TORCH_DIR=")
+  args+=("-DCIFAR100_TORCH_DIR=" -DCIFAR100_TORCH_PYTHON=/usr/bin/python3)
+fi
+if [ "${CIFAR100_CCACHE:-1}" != 0 ] && command -v ccache >/dev/null; then
+  export CCACHE_DIR="${CCACHE_DIR:-$PWD/.ccache}" CCACHE_BASEDIR="$PWD" CCACHE_COMPILERCHECK=content
+  # The precompiled header works with ccache only when its defines and time macros may be ignored; files copied
+  # into a container have other times than the same files here.
+  export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+  # ccache keys objects on the locale variables too: the same everywhere.
+  export LANG=C.UTF-8 LC_ALL=C.UTF-8
+  unset LC_CTYPE LC_MESSAGES
+  args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+else
+  args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=)
 fi
 JOBS="${JOBS:-2}"
 read -ra targets <<<"${TARGETS:-}"

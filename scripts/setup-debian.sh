@@ -11,7 +11,7 @@
 set -euo pipefail
 
 BUILD=(
-  build-essential cmake ninja-build pkg-config git ca-certificates
+  build-essential cmake ninja-build pkg-config git ca-certificates ccache
   libtorch-dev libgloo-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libarchive-dev libssl-dev libcurl4-openssl-dev

@@ -22,6 +22,9 @@ BASE = ["--set", "depth=10", "--set", "width=1", "--set", "batch_size=64", "--se
         "--set", "val_size=200", "--set", "eval_batch_size=100", "--set", "log_interval=5", "--set", "workers=1",
         "--set", "threads=1", "--set", "warmup_epochs=0.5"]
 TIMING = {"epoch_seconds", "train_seconds", "images_per_second", "wall_seconds", "runtime", "resumed"}
+# The Python of the PyTorch whose LibTorch the binary links (the venv's 2.x, or Debian's 1.13): torchrun's store
+# and ours must speak the same protocol.
+TORCH_PYTHON = os.environ.get("CIFAR100_TORCH_PYTHON", "/usr/bin/python3")
 
 
 def strip(rows):
@@ -61,7 +64,7 @@ class Distributed(TempDirTest):
         for k in ("CIFAR100_ARCHIVE", "CIFAR100_THREADS", "RANK", "WORLD_SIZE"):
             e.pop(k, None)
         e.update(env or {})
-        return subprocess.Popen(["/usr/bin/python3" if python else BIN] + args, stdout=subprocess.PIPE,
+        return subprocess.Popen([TORCH_PYTHON if python else BIN] + args, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, env=e)
 
     # ---- equivalence ------------------------------------------------------------------------------
@@ -169,7 +172,8 @@ class Distributed(TempDirTest):
         self.assertLess(distance(weights(os.path.join(ref, "final.pt")), weights(os.path.join(out, "final.pt"))), 0.01)
 
     def test_torchrun_starts_the_same_job_as_nproc(self):
-        # PyTorch's own launcher (Debian's python3-torch): its agent serves the store, our ranks join it.
+        # PyTorch's own launcher, of the PyTorch this binary's LibTorch comes from: its agent serves the store,
+        # our ranks join it.
         extra = ["--set", "epochs=1", "--set", "train_limit=640", "--set", "dropout=0.2"]
         ours = os.path.join(self.tmp, "nproc")
         self.assertOk(run(self.cmd(ours, "--nproc", "2", *extra)))
