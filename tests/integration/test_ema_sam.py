@@ -72,7 +72,12 @@ class EmaSam(TempDirTest):
 
     def test_ema_is_validated_selected_as_best_and_is_the_final_model(self):
         out = os.path.join(self.tmp, "ema")
-        r = run(self.cmd(out, "--set", "ema_decay=0.9"))
+        # min_lr=0.2: a constant lr after the warmup keeps the raw weights noisy, so the average is ahead from
+        # epoch 2 on by a wide margin in either precision (measured on 500 validation images: by 18 and 36 images
+        # at epochs 2 and 3 in fp32, 14 and 31 in bf16). With the cosine schedule the average led by only 2
+        # images in bf16, a lead that other bf16 kernels could reverse.
+        ema = ["--set", "ema_decay=0.9", "--set", "min_lr=0.2"]
+        r = run(self.cmd(out, *ema))
         self.assertOk(r)
         rows = read_jsonl(os.path.join(out, "metrics.jsonl"))
         for m in rows:
@@ -81,7 +86,7 @@ class EmaSam(TempDirTest):
             self.assertEqual(m["selected"], "ema" if m["ema_top1"] > m["val_top1"] else "raw", m)
         lines = re.findall(r"ema_top1=([0-9.]+); ema_top5=[0-9.]+; selected=(raw|ema);", r.stdout)
         self.assertEqual([(f"{m['ema_top1']:.4f}", m["selected"]) for m in rows], lines)
-        # This recipe (lr 0.2, decay 0.9, 100 classes) has the average ahead after the first epoch.
+        # This recipe (constant lr 0.2, decay 0.9, 100 classes) has the average ahead after the first epoch.
         self.assertIn("ema", [m["selected"] for m in rows], rows)
 
         # best.pt holds the weights that won the best epoch; the best checkpoint holds both sets.
@@ -106,7 +111,7 @@ class EmaSam(TempDirTest):
         # After a resume in a fresh place (best.pt gone), the best checkpoint's history picks the same weights.
         want = slurp(os.path.join(out, "best.pt"))
         os.remove(os.path.join(out, "best.pt"))
-        r = run(self.cmd(out, "--set", "ema_decay=0.9"))
+        r = run(self.cmd(out, *ema))
         self.assertOk(r)
         self.assertIn("best weights restored from checkpoint", r.stdout)
         self.assertEqual(slurp(os.path.join(out, "best.pt")), want)
