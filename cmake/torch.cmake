@@ -33,9 +33,12 @@ if(CIFAR100_TORCH_DIR)
     get_filename_component(_cifar100_cuda_root "${_cifar100_wheel_nvcc}/../.." ABSOLUTE)
     # The view: bin/, include/ and nvvm/ link to the wheel's; lib64/ names every library also without its
     # version suffix (libcudart.so -> libcudart.so.13), which is what FindCUDA and FindCUDAToolkit look for.
+    # lib/ is the same directory: the wheel's nvcc.profile links from $(TOP)/lib, and without it CMake's check
+    # of nvcc finds libcudart_static.a only where a system toolkit happens to be on the linker's path.
     set(_view "${CMAKE_BINARY_DIR}/cuda-toolkit")
     file(REMOVE_RECURSE "${_view}")
     file(MAKE_DIRECTORY "${_view}/lib64")
+    file(CREATE_LINK lib64 "${_view}/lib" SYMBOLIC)
     foreach(_d bin include nvvm)
       if(EXISTS "${_cifar100_cuda_root}/${_d}")
         file(CREATE_LINK "${_cifar100_cuda_root}/${_d}" "${_view}/${_d}" SYMBOLIC)
