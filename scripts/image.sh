@@ -2,8 +2,10 @@
 # Builds and tags the cifar100 container image (docker/Dockerfile, or docker/Dockerfile.cuda with --cuda)
 # with docker, or with podman where there is no Docker engine.
 #
-#   scripts/image.sh [--cuda] [--tag NAME] [--local-base] [-- EXTRA BUILD ARGS]
+#   scripts/image.sh [--cuda] [--tag NAME] [--local-base] [--ccache DIR] [-- EXTRA BUILD ARGS]
 #     --tag NAME     image name (default cifar100:cpu, or cifar100:cuda)
+#     --ccache DIR   (podman) compile through this ccache directory, mounted into the build stage: a checkout's
+#                    .ccache/ after scripts/build.sh turns the image's compilation into cache hits
 #     --local-base   with podman and no registry: make debian:bookworm-slim from this machine's Debian
 #                    packages (mmdebstrap) when it is missing
 # Prints the image's name and size at the end. Environment: ENGINE=docker|podman to choose the tool.
@@ -13,14 +15,16 @@ cd "$(dirname "$0")/.."
 file=docker/Dockerfile
 tag=""
 local_base=0
+ccache_dir=""
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --cuda) file=docker/Dockerfile.cuda ;;
     --tag) tag="${2:?--tag needs a name}"; shift ;;
     --local-base) local_base=1 ;;
+    --ccache) ccache_dir="${2:?--ccache needs a directory}"; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "image.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -35,6 +39,18 @@ if [ -z "$engine" ]; then
 fi
 
 args=(build -f "$file" -t "$tag")
+# The build stage's scripts/build.sh uses /src/.ccache (the build context never holds one: .dockerignore).
+# The CUDA image's build installs wheels from PyPI: where this machine's pip trusts its own CA bundle (a proxy
+# that intercepts TLS), podman's build gets the same bundle.
+if [ "$file" = docker/Dockerfile.cuda ] && [ "$engine" = podman ]; then
+  cert="${PIP_CERT:-$(pip config get global.cert 2>/dev/null || true)}"
+  [ -z "$cert" ] || [ ! -r "$cert" ] || args+=(-v "$cert:/etc/cifar100-build-ca.crt:ro" --build-arg PIP_CERT=/etc/cifar100-build-ca.crt)
+fi
+if [ -n "$ccache_dir" ]; then
+  [ "$engine" = podman ] || { echo "image.sh: --ccache needs podman (docker build cannot mount a directory)" >&2; exit 2; }
+  mkdir -p "$ccache_dir"
+  args+=(-v "$(cd "$ccache_dir" && pwd):/src/.ccache")
+fi
 if [ "$engine" = podman ]; then
   # apt inside RUN steps needs the host's network; a locally made base image must not be pulled over.
   args+=(--network host)
@@ -45,7 +61,7 @@ if [ "$engine" = podman ]; then
     mmdebstrap --variant=minbase --quiet bookworm "$tmp/rootfs.tar"
     podman import "$tmp/rootfs.tar" docker.io/library/debian:bookworm-slim >/dev/null
   fi
-  if [ "$file" = docker/Dockerfile ] && podman image exists docker.io/library/debian:bookworm-slim; then
+  if podman image exists docker.io/library/debian:bookworm-slim; then
     args+=(--pull=never)
   fi
 fi

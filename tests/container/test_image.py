@@ -1,5 +1,8 @@
-"""The SageMaker image for real: docker/Dockerfile built with podman (scripts/image.sh) and run the way
-SageMaker runs it, on a fake /opt/ml holding a few thousand real CIFAR-100 images.
+"""The SageMaker images for real: docker/Dockerfile (or, with CIFAR100_IMAGE=cuda, docker/Dockerfile.cuda) built
+with podman (scripts/image.sh) and run the way SageMaker runs it, on a fake /opt/ml holding a few thousand real
+CIFAR-100 images. The CPU image gets every check below; the CUDA image, on this machine without a GPU, the
+training job (device=cpu), serve until /ping answers, its contents and its libraries (every one resolved inside
+the image, the binary built with CUDA and NCCL).
   - train: string hyperparameters, `train`/`test` channels (test read-only, as FastFile mounts are), the
     artifact in /opt/ml/model (its own mount, as on SageMaker), results in output/data, and every
     MetricDefinitions regex matching the job's log lines;
@@ -30,12 +33,17 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
 from harness import BIN, SOURCE, read_json, read_jsonl  # noqa: E402
 
-IMAGE = "localhost/cifar100:test"
+FLAVOUR = os.environ.get("CIFAR100_IMAGE", "cpu")
+IMAGE = f"localhost/cifar100:test-{FLAVOUR}"
+# The checks the CUDA image gets here (no GPU: the job runs with device=cpu, as `train --device cpu`).
+CUDA_TESTS = ["test_1_train", "test_3_serve", "test_5_runtime_image_contents", "test_6_libraries"]
 DUMP = os.environ.get("ARTIFACT_DUMP", "build/tests/artifact_dump")
 RECORD = 3074
 HPS = {"depth": "16", "width": "2", "epochs": "3", "batch_size": "64", "lr_reference_batch": "64",
        "warmup_epochs": "0.5", "val_size": "500", "dropout": "0", "mixup_alpha": "0", "augment": "standard",
        "log_interval": "5", "threads": "2", "sagemaker_submit_directory": "s3://bucket/x"}
+if FLAVOUR == "cuda":
+    HPS["device"] = "cpu"
 TIMING = {"epoch_seconds", "train_seconds", "images_per_second"}
 
 
@@ -77,7 +85,12 @@ class Image(unittest.TestCase):
                 f.write('[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\nruntime = "runc"\n')
             os.environ["CONTAINERS_CONF"] = conf
         t0 = time.time()
-        r = subprocess.run([os.path.join(SOURCE, "scripts", "image.sh"), "--local-base", "--tag", IMAGE],
+        flavour = ["--cuda"] if FLAVOUR == "cuda" else []
+        # The compiler cache of this checkout's builds (scripts/build.sh): the image compiles the same sources
+        # with the same compiler, so its build stage takes the objects from there.
+        cache = os.environ.get("CCACHE_DIR") or os.path.join(SOURCE, ".ccache")
+        flavour += ["--ccache", cache] if os.path.isdir(cache) else []
+        r = subprocess.run([os.path.join(SOURCE, "scripts", "image.sh"), *flavour, "--local-base", "--tag", IMAGE],
                            env=dict(os.environ, ENGINE="podman"), capture_output=True, text=True, timeout=3000)
         if r.returncode != 0:
             raise AssertionError(f"image build failed:\n{r.stdout[-5000:]}\n{r.stderr[-5000:]}")
@@ -144,7 +157,7 @@ class Image(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout[-4000:] + r.stderr[-4000:])
 
     # ---- tests ----------------------------------------------------------------------------------------------
-    def test_1_train_spot_and_resume(self):
+    def test_1_train(self):
         plain = self.layout("plain")
         r = self.train(plain)
         self.assertJob(r)
@@ -171,8 +184,14 @@ class Image(unittest.TestCase):
             self.assertTrue(values, f"{d['Name']}: {d['Regex']} matches no line of the job's log")
             [float(v) for v in values]
         self.assertEqual(len(re.findall(next(d["Regex"] for d in defs if d["Name"] == "val_top1"), log)), 3)
+        self.assertEqual(results["hardware"]["device"], "cpu")
         type(self).plain = plain
+        type(self).plain_results = results
 
+    def test_2_spot_interruption_then_resume(self):
+        plain, results = getattr(type(self), "plain", None), getattr(type(self), "plain_results", None)
+        if plain is None:
+            self.fail("test_1_train did not finish its job: nothing to compare the resumed job with")
         # Spot interruption: SIGTERM in the middle of epoch 2, then the same job again.
         spot = self.layout("spot")
         name = "cifar100-spot-test"
@@ -214,7 +233,7 @@ class Image(unittest.TestCase):
         self.assertEqual(sha256(os.path.join(spot, "model", "model.safetensors")),
                          sha256(os.path.join(plain, "model", "model.safetensors")))
 
-    def test_2_failures_name_the_problem(self):
+    def test_2b_failures_name_the_problem(self):
         cases = [
             ("unknown", dict(HPS, learning_rate="0.1"), ("train", "test"), "unknown config key 'learning_rate'"),
             ("range", dict(HPS, epochs="0"), ("train", "test"), "invalid value '0' for 'epochs': must be at least 1"),
@@ -313,6 +332,25 @@ class Image(unittest.TestCase):
         self.assertIn("train", r.stdout)
         print(f"image size {self.size_mb:.0f} MB", flush=True)
 
+    def test_6_libraries(self):
+        # Every shared library the binary needs resolves inside the image (a missing CUDA library would only
+        # show on a GPU host otherwise), and the binary says what it was built with.
+        r = podman("run", "--rm", "--entrypoint", "/usr/bin/ldd", IMAGE, "/usr/local/bin/cifar100-engine")
+        self.assertNotIn("not found", r.stdout)
+        libs = r.stdout
+        r = podman("run", "--rm", IMAGE, "--version")
+        if FLAVOUR == "cuda":
+            for lib in ("libtorch_cuda.so", "libc10_cuda.so", "libcudart.so.13"):
+                self.assertIn(f"/opt/cifar100/python/", libs.split(lib, 1)[1].split("\n", 1)[0], lib)
+            self.assertRegex(r.stdout, r"\(LibTorch 2\.[0-9.]+, CUDA 13\.[0-9]+ with NCCL\)")
+            # The libraries loaded only on a GPU (cuDNN's engines, NVRTC's builtins) are in the image too.
+            r = podman("run", "--rm", "--entrypoint", "/bin/sh", IMAGE, "-c",
+                       "ls /opt/cifar100/python/nvidia/cudnn/lib /opt/cifar100/python/nvidia/cu13/lib")
+            for name in ("libcudnn_engines_precompiled.so.9", "libcudnn_cnn.so.9", "libnvrtc-builtins.so.13"):
+                self.assertTrue([f for f in r.stdout.split() if f.startswith(name)], name)
+        else:
+            self.assertRegex(r.stdout, r"\(LibTorch 1\.13\.[0-9]+, CPU only\)")
+
     # ---- helpers --------------------------------------------------------------------------------------------
     def start_endpoint(self, name, model, env=None):
         """`serve` as SageMaker starts it: the model read-only at /opt/ml/model, the port from the variable (and
@@ -358,7 +396,13 @@ def main():
             return 1
         print(msg + ": skipped")
         return 77
-    result = unittest.main(verbosity=2, exit=False).result
+    if FLAVOUR not in ("cpu", "cuda"):
+        print(f"CIFAR100_IMAGE={FLAVOUR!r}: expected cpu or cuda")
+        return 2
+    names = CUDA_TESTS if FLAVOUR == "cuda" else None
+    suite = (unittest.TestSuite(Image(n) for n in names) if names
+             else unittest.defaultTestLoader.loadTestsFromTestCase(Image))
+    result = unittest.TextTestRunner(verbosity=2).run(suite)
     return 0 if result.wasSuccessful() else 1
 
 

@@ -45,7 +45,7 @@ BIN = os.path.abspath(os.environ.get("CIFAR100_BIN") or os.path.join(SOURCE, "bu
 DEPLOY = os.path.join(SOURCE, "scripts", "deploy.sh")
 AWS = "/usr/bin/aws"
 ARCHIVE = os.environ.get("CIFAR100_ARCHIVE") or os.path.join(SOURCE, "..", "shared", "data", "cifar-100-binary.tar.gz")
-IMAGE = "localhost/cifar100:test"
+IMAGE = "localhost/cifar100:test-cpu"  # built by container.image (tests/container/test_image.py)
 # The precision of the endpoints and of the `predict` their answers are compared with.
 PREDICT_PRECISION = "fp32"
 RECORD = 3074

@@ -1,7 +1,7 @@
-"""docker/Dockerfile.cuda cannot be built on the CI machines (no CUDA base image, no CUDA LibTorch), so it
-must stay the same file as docker/Dockerfile, which CI builds and runs: the same stages, the same steps in
-the same order, the same runtime layout, entrypoint and labels. Only the lines that pick the base images
-and the LibTorch may differ, and this test lists them."""
+"""docker/Dockerfile (CPU, Debian's LibTorch 1.13) and docker/Dockerfile.cuda (LibTorch 2.x and CUDA from the
+pinned PyPI wheels) must stay the same file: the same base, stages, steps in the same order, runtime layout,
+entrypoint and labels. Only the steps that choose and carry the LibTorch may differ, and this test lists them.
+Both images are built and run in CI (container.image and container.cuda)."""
 import os
 import re
 import sys
@@ -27,43 +27,70 @@ def instructions(path):
     return out
 
 
+def stages(ins):
+    starts = [i for i, (k, _) in enumerate(ins) if k == "FROM"]
+    return ins[:starts[0]], ins[starts[0]:starts[1]], ins[starts[1]:]
+
+
 class Dockerfiles(unittest.TestCase):
     def setUp(self):
         self.cpu = instructions(os.path.join(SOURCE, "docker", "Dockerfile"))
         self.cuda = instructions(os.path.join(SOURCE, "docker", "Dockerfile.cuda"))
 
-    def test_same_stages_and_layout(self):
-        def runtime(ins):
-            stage = [i for i, (k, _) in enumerate(ins) if k == "FROM"][-1]
-            return [(k, t) for k, t in ins[stage + 1:]]
-        cpu_rt, cuda_rt = runtime(self.cpu), runtime(self.cuda)
-        # The CUDA runtime stage adds exactly the LibTorch copy and its library path.
-        extra = [x for x in cuda_rt if x not in cpu_rt]
-        self.assertEqual(extra, [("COPY", "--from=build /opt/libtorch/lib /opt/libtorch/lib"),
-                                 ("ENV", "LD_LIBRARY_PATH=/opt/libtorch/lib")])
-        self.assertEqual([x for x in cpu_rt if x not in cuda_rt], [])
-        self.assertEqual([x for x in cuda_rt if x in cpu_rt], cpu_rt)  # same order
+    def test_same_base_and_two_stages(self):
+        for ins in (self.cpu, self.cuda):
+            self.assertEqual([t for k, t in ins if k == "FROM"], ["${BASE} AS build", "${BASE}"])
+        self.assertEqual(stages(self.cpu)[0], [("ARG", "BASE=debian:bookworm-slim")])
+        self.assertEqual(stages(self.cuda)[0], stages(self.cpu)[0])
+
+    def test_runtime_stage_adds_only_the_wheel_libraries(self):
+        cpu_rt, cuda_rt = stages(self.cpu)[2], stages(self.cuda)[2]
+        binaries_cpu = "--from=build /src/build-debian/cifar100 /src/build-debian/cifar100-engine /usr/local/bin/"
+        binaries_cuda = "--from=build /src/build-cuda/cifar100 /src/build-cuda/cifar100-engine /usr/local/bin/"
+        self.assertIn(("COPY", binaries_cpu), cpu_rt)
+        cuda_as_cpu = [("COPY", binaries_cpu) if x == ("COPY", binaries_cuda) else x for x in cuda_rt]
+        extra = [x for x in cuda_as_cpu if x not in cpu_rt]
+        self.assertEqual(extra, [("COPY", "--from=build /opt/cifar100/python /opt/cifar100/python"),
+                                 ("ENV", "NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility")])
+        self.assertEqual([x for x in cpu_rt if x not in cuda_as_cpu], [])
+        self.assertEqual([x for x in cuda_as_cpu if x in cpu_rt], cpu_rt)  # same order
         for key in ("ENTRYPOINT", "CMD", "LABEL", "EXPOSE"):
             self.assertEqual([t for k, t in self.cpu if k == key], [t for k, t in self.cuda if k == key], key)
+        # No library path for the whole image: the binary's run path names the wheels' libraries.
+        self.assertFalse([t for k, t in self.cuda if k == "ENV" and "LD_LIBRARY_PATH" in t])
 
-    def test_build_stage_differs_only_in_torch(self):
-        def build(ins):
-            stages = [i for i, (k, _) in enumerate(ins) if k == "FROM"]
-            return ins[stages[0]:stages[1]]
-        cpu_b, cuda_b = build(self.cpu), build(self.cuda)
-        self.assertEqual([k for k, _ in cpu_b], [k for k, _ in cuda_b])
-        differ = [(a, b) for a, b in zip(cpu_b, cuda_b) if a != b]
-        # Which ARG names the torch, how setup-debian.sh gets it, and -DTorch_DIR.
-        self.assertEqual([a[0] for a, _ in differ], ["ARG", "RUN", "RUN"])
-        self.assertIn("--external-torch", differ[1][1][1])
-        self.assertIn("-DTorch_DIR=/opt/libtorch/share/cmake/Torch", differ[2][1][1])
-        self.assertEqual(differ[2][1][1].replace(" -DTorch_DIR=/opt/libtorch/share/cmake/Torch", ""), differ[2][0][1])
-        # Both build with the project's own scripts.
-        for ins in (cpu_b, cuda_b):
-            runs = " ".join(t for k, t in ins if k == "RUN")
-            self.assertIn("./scripts/setup-debian.sh build", runs)
-            self.assertIn("./scripts/build.sh", runs)
-            self.assertIn("./docker/runtime-packages.sh build/cifar100", runs)
+    def test_build_stage_differs_only_in_the_libtorch(self):
+        cpu_b, cuda_b = stages(self.cpu)[1], stages(self.cuda)[1]
+        # The CPU image pins Debian's LibTorch; the CUDA image installs the wheels' instead.
+        self.assertEqual([x for x in cpu_b if x not in cuda_b],
+                         [("ARG", "TORCH_PIN=libtorch-dev=1.13.1+dfsg-4"),
+                          ("RUN", "./scripts/setup-debian.sh build ${TORCH_PIN} && apt-get clean && "
+                                  "rm -rf /var/lib/apt/lists/*"),
+                          ("RUN", cpu_b[-1][1])])
+        added = [x for x in cuda_b if x not in cpu_b]
+        self.assertEqual(added[:5], [
+            ("RUN", "./scripts/setup-debian.sh build --external-torch && apt-get clean && rm -rf /var/lib/apt/lists/*"),
+            ("COPY", "scripts/setup-python.sh scripts/"),
+            ("COPY", "tools/python/ tools/python/"),
+            ("ARG", "PIP_CERT"),
+            ("RUN", "./scripts/setup-python.sh --build-only && rm -rf /root/.cache/pip")])
+        self.assertEqual(len(added), 6)
+        # The same final step: the project's build script, then the Debian packages the binary links.
+        cpu_build, cuda_build = cpu_b[-1][1], cuda_b[-1][1]
+        self.assertIn("./scripts/build.sh --torch debian -DCIFAR100_BUILD_TESTS=OFF -DCIFAR100_BUILD_BENCH=OFF",
+                      cpu_build)
+        self.assertIn("./scripts/build.sh --torch venv -DCIFAR100_BUILD_TESTS=OFF -DCIFAR100_BUILD_BENCH=OFF",
+                      cuda_build)
+        self.assertIn("./docker/runtime-packages.sh build-debian/cifar100-engine > /runtime-packages.txt", cpu_build)
+        self.assertIn("./docker/runtime-packages.sh build-cuda/cifar100-engine > /runtime-packages.txt", cuda_build)
+        # The CUDA binary's run path is where the runtime stage puts the wheels' libraries, which it copies there.
+        self.assertIn("-DCMAKE_INSTALL_RPATH=/opt/cifar100/python/torch/lib;/opt/cifar100/python/nvidia/cu13/lib",
+                      cuda_build)
+        self.assertIn("./docker/wheel-libs.sh build-cuda/cifar100-engine .venv/lib/python3.11/site-packages "
+                      "/opt/cifar100/python", cuda_build)
+        common = [x for x in cpu_b if x in cuda_b]
+        self.assertEqual(common, [x for x in cuda_b if x in cpu_b])  # same order
+        self.assertIn(("COPY", ". ."), common)
 
     def test_entrypoint_is_exec_form_outside_opt_ml(self):
         for ins in (self.cpu, self.cuda):
@@ -73,6 +100,14 @@ class Dockerfiles(unittest.TestCase):
             self.assertNotIn("/opt/ml", copies)
             self.assertIn("com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true",
                           [t for k, t in ins if k == "LABEL"])
+
+    def test_nothing_downloaded_from_outside_the_package_registries(self):
+        # Debian's apt and PyPI (through the pinned scripts) only: no curl, wget, ADD of a URL or CUDA base image.
+        for name, ins in (("Dockerfile", self.cpu), ("Dockerfile.cuda", self.cuda)):
+            text = " ".join(t for _, t in ins)
+            for word in ("curl ", "wget ", "http://", "https://", "nvidia/cuda"):
+                self.assertNotIn(word, text, name)
+            self.assertFalse([t for k, t in ins if k == "ADD"], name)
 
 
 if __name__ == "__main__":
