@@ -5,7 +5,7 @@
 # default "1 2 3") it runs both trainers from a cold start; the clock is the wall time of the whole command
 # (data preparation, training, validation, the final test and, for cifar100, the artifact). Each epoch's
 # validation top-1 is time-stamped as its line arrives, which gives the time to reach 50, 55, 60 and 65%.
-# Prints per-run lines, then the README's table: median test top-1, median wall time, median time to each
+# Prints per-run lines, then docs/RESULTS.md's table: median test top-1, median wall time, median time to each
 # level (over the seeds that reached it), and PyTorch's time over cifar100's.
 #   PRECISION=fp32 (default; bf16 only where the CPU has it natively), THREADS=2, SKIP_PYTORCH=1,
 #   PEER_SEEDS="1" (the seeds PyTorch runs, default SEEDS; its medians are over those),

@@ -51,7 +51,7 @@ int print_hyperparameters(const SageMakerArgs& a) {
 
 Runner add_sagemaker(CLI::App& root) {
   auto a = std::make_shared<SageMakerArgs>();
-  CLI::App* sub = root.add_subcommand("sagemaker", "helpers for Amazon SageMaker (see README: Running on SageMaker)");
+  CLI::App* sub = root.add_subcommand("sagemaker", "helpers for Amazon SageMaker (see docs/SAGEMAKER.md)");
   sub->require_subcommand(1);
   CLI::App* md = sub->add_subcommand(
       "metric-definitions",

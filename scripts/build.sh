@@ -17,7 +17,7 @@
 # wheel to build against instead of the venv's; scripts/gpu-check.sh passes python3 on the GPU machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The LibTorch the README's commands use: the faster of the two on these machines (README, "Which LibTorch").
+# The LibTorch the README's commands use: the faster of the two on these machines (docs/BUILDING.md).
 DEFAULT_TORCH=venv
 
 torch=""

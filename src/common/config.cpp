@@ -71,7 +71,7 @@ const std::vector<OptionSpec>& option_table() {
       // augmentation
       {"augment", OptType::String, "standard",
        "training augmentation pipeline: a preset (none, standard, seed, autoaugment, randaugment, trivialaugment) "
-       "or transforms such as 'random_crop(padding=4); hflip; trivial_augment_wide; cutout(size=16)' (README)",
+       "or transforms such as 'random_crop(padding=4); hflip; trivial_augment_wide; cutout(size=16)' (docs/AUGMENTATION.md)",
        "augment", "", {}, -kBig, kBig, false, true},
       {"augment_on_device", OptType::String, "auto",
        "run the augmentation as batched tensor operations on the training device, the data set resident there "

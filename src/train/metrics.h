@@ -25,7 +25,7 @@ struct EpochMetrics {
 
 nlohmann::json to_json(const EpochMetrics& m);
 EpochMetrics epoch_metrics_from_json(const nlohmann::json& j);
-// The line printed for each epoch (documented in the README for CloudWatch metric definitions).
+// The line printed for each epoch (documented in docs/SAGEMAKER.md for CloudWatch metric definitions).
 std::string format_epoch_line(const EpochMetrics& m);
 // The line printed after the final test.
 std::string format_test_line(double loss, double top1, double top5, double wall_seconds);

@@ -182,30 +182,31 @@ class Presets(TempDirTest):
 
 
 class Docs(TempDirTest):
-    """The README documents every config key and every option of every command (help and docs agree)."""
+    """The reference in docs/ documents every config key and every option of every command (help and docs agree)."""
 
-    def test_readme_lists_every_key_and_option(self):
-        with open(os.path.join(SOURCE, "README.md")) as f:
-            readme = f.read()
+    @staticmethod
+    def doc(name):
+        with open(os.path.join(SOURCE, "docs", name)) as f:
+            return f.read()
+
+    def test_docs_list_every_key_and_option(self):
+        configuration, commands = self.doc("CONFIGURATION.md"), self.doc("COMMANDS.md")
         r = run(["train", "--help-config"])
         keys = re.findall(r"^  (\w+)\s+default", r.stdout, re.M)
         self.assertGreater(len(keys), 30)
         for k in keys:
-            self.assertTrue(f"`{k}`" in readme, f"config key {k} is not in README.md")
+            self.assertTrue(f"`{k}`" in configuration, f"config key {k} is not in docs/CONFIGURATION.md")
         for cmd in (["train"], ["eval"], ["predict"], ["export"], ["serve"], ["data", "download"], ["data", "verify"],
                     ["data", "info"], ["data", "preview"], ["data", "upload"], ["sagemaker", "metric-definitions"],
                     ["report"], ["push"], ["pull"]):
             r = run(cmd + ["--help"])
             for opt in re.findall(r"(--[a-z][a-z-]+)", r.stdout):
                 if opt != "--help":
-                    self.assertTrue(opt in readme, f"{' '.join(cmd)} {opt} is not in README.md")
+                    self.assertTrue(opt in commands, f"{' '.join(cmd)} {opt} is not in docs/COMMANDS.md")
 
-
-    def test_readme_metric_definitions_are_the_programs(self):
-        with open(os.path.join(SOURCE, "README.md")) as f:
-            readme = f.read()
-        block = re.search(r"SageMaker `MetricDefinitions`.*?```json\n(.*?)```", readme, re.S)
-        self.assertIsNotNone(block, "README has no MetricDefinitions block")
+    def test_docs_metric_definitions_are_the_programs(self):
+        block = re.search(r"SageMaker `MetricDefinitions`.*?```json\n(.*?)```", self.doc("SAGEMAKER.md"), re.S)
+        self.assertIsNotNone(block, "docs/SAGEMAKER.md has no MetricDefinitions block")
         r = run(["sagemaker", "metric-definitions", "--compact"])
         self.assertOk(r)
         self.assertEqual(json.loads(block.group(1)), json.loads(r.stdout))

@@ -1,7 +1,7 @@
 """Transforms against torchvision (Debian's python3-torchvision 0.14, functional API on uint8 tensors): the
 same operations with the same explicit parameters applied to the same images by tests/tools/augment_dump
 and by torchvision. Crop/pad/flip/erase and the integer colour ops must be identical; interpolating and
-float colour ops must agree within the tolerances stated here (and in the README). Also checks the policy
+float colour ops must agree within the tolerances stated here (and in docs/AUGMENTATION.md). Also checks the policy
 tables (AutoAugment CIFAR-10 sub-policies, the magnitude spaces of AutoAugment, RandAugment and
 TrivialAugmentWide). Exits non-zero on any mismatch."""
 import json
@@ -19,7 +19,7 @@ from torchvision.transforms.autoaugment import AutoAugment, AutoAugmentPolicy, R
 TOOL = os.environ.get("AUGMENT_DUMP", "build/tests/augment_dump")
 # (max abs difference in uint8 levels, largest fraction of pixels that may differ at all)
 EXACT = (0, 0.0)
-# The tolerances the README states: exact for the integer operations and nearest interpolation; at most 1 level
+# The tolerances docs/AUGMENTATION.md states: exact for the integer operations and nearest interpolation; at most 1 level
 # on at most 0.5% of pixels for the colour and bilinear ones.
 COLOUR = (1, 0.005)    # float32 blends truncated to uint8: rare off-by-one at truncation boundaries
 BILINEAR = (1, 0.005)  # same sampling formula; float rounding differs in the last bit
@@ -156,12 +156,12 @@ def main():
             failures.append(f"{c}: max diff {diff.max()}, {frac:.2%} of pixels differ (allowed {max_diff}, {max_frac:.1%})")
     for key, (d, frac, count) in sorted(worst.items()):
         print(f"{key:22s} {count:4d} cases  max |diff| {d:3d}  worst differing pixels {frac:.2%}")
-    # The README states the number of cases and the tolerances checked here.
-    readme = open(os.path.join(os.environ.get("SOURCE_DIR", "."), "README.md")).read()
+    # docs/AUGMENTATION.md states the number of cases and the tolerances checked here.
+    readme = open(os.path.join(os.environ.get("SOURCE_DIR", "."), "docs", "AUGMENTATION.md")).read()
     for claim in (f"{len(todo)} cases", "at most 1 level on at most 0.5% of pixels", "nearest interpolation are"
                   " identical"):
         if " ".join(claim.split()) not in " ".join(readme.split()):
-            failures.append(f"the README does not say '{claim}'")
+            failures.append(f"docs/AUGMENTATION.md does not say '{claim}'")
     print(f"{len(todo)} cases")
     for f in failures[:20]:
         print("FAIL", f)
