@@ -41,8 +41,6 @@ void init(Level level) {
 }
 
 void set_level(Level level) { g_level = level; }
-bool stdout_is_tty() { return g_tty; }
-void set_tty(bool tty) { g_tty = tty; }
 
 void write(Level level, const std::string& msg) {
   if (level < g_level) return;

@@ -18,9 +18,6 @@ enum class Level { Debug = 0, Info = 1, Warn = 2, Error = 3 };
 // Call once at program start: line-buffers stdout and detects whether stdout is a terminal.
 void init(Level level = Level::Info);
 void set_level(Level level);
-bool stdout_is_tty();
-// Force terminal or plain mode (tests).
-void set_tty(bool tty);
 
 void write(Level level, const std::string& msg);
 

@@ -62,7 +62,6 @@ class Rng {
   }
   // Uniform double in [0, 1).
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-  bool bernoulli(double p) { return uniform() < p; }
   double normal() {
     // Box-Muller; one value per call keeps the generator state simple to reason about.
     double u1 = uniform(), u2 = uniform();

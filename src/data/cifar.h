@@ -18,7 +18,8 @@ constexpr int kNumCoarse = 20;
 constexpr int64_t kOfficialTrainRecords = 50000;
 constexpr int64_t kOfficialTestRecords = 10000;
 
-// Per-channel statistics of the training split (DESIGN.md), used to normalise inputs.
+// Per-channel mean and standard deviation of the 50,000 training images (the usual CIFAR-100 constants,
+// whose means the real-data test recomputes), used to normalise inputs.
 constexpr std::array<float, 3> kMean = {0.5071f, 0.4865f, 0.4409f};
 constexpr std::array<float, 3> kStd = {0.2673f, 0.2564f, 0.2762f};
 

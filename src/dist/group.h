@@ -51,7 +51,6 @@ class Group {
 
   int rank() const { return topo_.rank; }
   int world() const { return topo_.world; }
-  const Topology& topology() const { return topo_; }
 
   // Sum over ranks, in place. The async form returns the work to wait() on.
   c10::intrusive_ptr<c10d::Work> allreduce_async(at::Tensor& t);

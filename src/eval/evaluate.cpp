@@ -8,7 +8,7 @@
 #include <numeric>
 
 #include "common/error.h"
-#include "common/torch_compat.h"
+#include "model/torch_compat.h"
 #include "data/loader.h"
 #include "model/inference.h"
 
@@ -21,13 +21,6 @@ Tta parse_tta(const std::string& name) {
   fail("test-time augmentation '{}' is not one of none, flip, flip_translate", name);
 }
 
-const char* tta_name(Tta t) {
-  switch (t) {
-    case Tta::Flip: return "flip";
-    case Tta::FlipTranslate: return "flip_translate";
-    default: return "none";
-  }
-}
 
 at::Tensor tta_log_probs(const std::function<at::Tensor(const at::Tensor&)>& logits, const at::Tensor& x, Tta tta) {
   std::vector<at::Tensor> views = {x};

@@ -33,7 +33,6 @@ struct Metrics {
 // average of the views' probabilities.
 enum class Tta { None, Flip, FlipTranslate };
 Tta parse_tta(const std::string& name);  // throws, naming the choices, for anything else
-const char* tta_name(Tta t);
 // Log of the mean softmax over the views of the normalised NCHW batch `x`; `logits` runs the network.
 at::Tensor tta_log_probs(const std::function<at::Tensor(const at::Tensor&)>& logits, const at::Tensor& x, Tta tta);
 

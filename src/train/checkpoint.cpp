@@ -21,7 +21,7 @@
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/rng.h"
-#include "common/torch_compat.h"
+#include "model/torch_compat.h"
 #include "model/safetensors.h"
 #include "model/wide_resnet.h"
 
@@ -271,9 +271,9 @@ void Checkpointer::write(const Snapshot& s, bool best) {
     fail("checkpoint '{}' was not written: {}; older checkpoints are untouched", final_path, e.what());
   }
   const std::vector<std::string> pruned = prune(best);
-  last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   log::info("checkpoint {} written ({}, epoch {}, batch {}, step {}, {:.2f} s)", final_path, s.reason,
-            s.state.epoch + 1, s.state.batch, s.state.step, last_seconds_.load());
+            s.state.epoch + 1, s.state.batch, s.state.step, seconds);
   if (!mirror_.empty()) mirror(name, pruned);
 }
 

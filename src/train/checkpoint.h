@@ -100,7 +100,6 @@ class Checkpointer {
   // Cheap, for every training step: when a background write has failed, throws Error with its cause, the
   // newest complete checkpoint (kept) and how to resume.
   void throw_if_failed();
-  double last_save_seconds() const { return last_seconds_.load(); }
 
   // Checkpoint directories in `dir`, newest first.
   static std::vector<std::string> list(const std::string& dir);
@@ -129,7 +128,6 @@ class Checkpointer {
   std::mutex mu_;
   std::string pending_error_;
   std::atomic<bool> failed_{false};
-  std::atomic<double> last_seconds_{0};
 };
 
 }  // namespace cifar::train
