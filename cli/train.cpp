@@ -24,6 +24,7 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/signals.h"
+#include "data/channels.h"
 #include "data/fetch.h"
 #include "data/png.h"
 #include "data/preview.h"
@@ -122,6 +123,13 @@ std::optional<SageMakerJob> detect_sagemaker(const std::string& mode) {
   return job;
 }
 
+// The job's channels as the data layer describes them.
+std::vector<data::InputChannel> input_channels(const sagemaker::TrainingEnv& env) {
+  std::vector<data::InputChannel> out;
+  for (const auto& c : env.channels) out.push_back({c.name, c.dir, c.input_mode, c.env_name});
+  return out;
+}
+
 // Adds what the layout implies to the config arguments: hyperparameters, the `config` preset, the data
 // channels, and the checkpoint directory that SageMaker syncs with S3.
 void apply_sagemaker(const SageMakerJob& job, ConfigArgs& ca) {
@@ -133,7 +141,7 @@ void apply_sagemaker(const SageMakerJob& job, ConfigArgs& ca) {
   if (job.env.channels.empty()) log::info("no input channels: the data set is downloaded (or taken from the cache)");
   ca.preset = hp.preset;
   ca.hyperparameters = hp.settings;
-  ca.platform = sagemaker::channel_settings(job.env, job.scratch);
+  ca.platform = data::channel_settings(input_channels(job.env), job.scratch);
   ca.platform.push_back({"checkpoint_dir", job.env.checkpoint_dir, "SageMaker layout"});
   // Spot capacity can vanish without the SIGTERM warning reaching a save in time: save on the clock too.
   ca.platform.push_back({"checkpoint_every_minutes", "10", "SageMaker layout"});

@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cloud/http.h"
+#include "cloud/http_client.h"
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/log.h"

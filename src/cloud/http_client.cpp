@@ -1,4 +1,4 @@
-#include "cloud/http.h"
+#include "cloud/http_client.h"
 
 #include <curl/curl.h>
 

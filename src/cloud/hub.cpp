@@ -13,7 +13,7 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
-#include "cloud/http.h"
+#include "cloud/http_client.h"
 #include "cloud/sigv4.h"
 #include "common/error.h"
 #include "common/fsutil.h"

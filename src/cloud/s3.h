@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "cloud/credentials.h"
-#include "cloud/http.h"
+#include "cloud/http_client.h"
 
 namespace cifar::cloud {
 

@@ -26,6 +26,7 @@ struct Channel {
   std::string input_mode = "File";      // File, FastFile or Pipe (TrainingInputMode)
   std::string distribution;             // FullyReplicated or ShardedByS3Key ("" when not given)
   std::string content_type;
+  std::string env_name;                 // SM_CHANNEL_<NAME>, which can also give the directory
 };
 
 struct TrainingEnv {
@@ -62,16 +63,6 @@ struct Hyperparameters {
   std::vector<std::string> ignored;    // platform keys that were skipped
 };
 Hyperparameters map_hyperparameters(const nlohmann::json& hps, const std::string& origin);
-
-// What the channels hold, as config settings (data_dir or archive), or nothing when there is no channel:
-//   - a `train` and a `test` channel in the official binary layout (train.bin / test.bin, anywhere below
-//     the channel's directory; label-name files optional): linked into a data-set directory under
-//     `scratch_dir`, so that read-only (FastFile) mounts work;
-//   - one channel holding cifar-100-binary.tar.gz (any *.tar.gz) -> archive;
-//   - one channel holding an extracted data set (train.bin, test.bin and both label files) -> data_dir.
-// Pipe mode, a declared channel without its directory, and anything else fail with a message that says
-// what each channel holds and what is expected.
-std::vector<Setting> channel_settings(const TrainingEnv& env, const std::string& scratch_dir);
 
 // The text SageMaker shows as FailureReason: one paragraph (newlines folded), at most 1,024 bytes, cut on
 // a UTF-8 character boundary with an ellipsis when longer.

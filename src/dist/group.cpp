@@ -20,7 +20,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
-#include "common/torch_compat.h"
+#include "model/torch_compat.h"
 
 namespace cifar::dist {
 

@@ -3,7 +3,6 @@
 #include <torch/torch.h>
 
 #include "dist/group.h"
-#include "model/wide_resnet.h"
 
 namespace cifar::dist {
 
@@ -24,7 +23,11 @@ struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
   }
 };
 
-torch::Tensor sync_batch_norm(torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x) {
+}  // namespace
+
+void set_sync_batch_norm_group(Group* group) { g_group = group; }
+
+at::Tensor sync_batch_norm(torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x) {
   if (!bn.is_training() || !g_group) return bn.forward(x);
   const int64_t c = x.size(1);
   // Computed in ATen's accumulation type for batch norm: double on CPU (its kernels sum in double; in
@@ -48,12 +51,6 @@ torch::Tensor sync_batch_norm(torch::nn::BatchNorm2dImpl& bn, const torch::Tenso
     bn.num_batches_tracked.add_(1);
   }
   return y.to(x.scalar_type());
-}
-}  // namespace
-
-void use_sync_batch_norm(Group* group) {
-  g_group = group;
-  model::set_batch_norm_override(group ? &sync_batch_norm : nullptr);
 }
 
 }  // namespace cifar::dist

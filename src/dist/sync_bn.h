@@ -6,11 +6,17 @@
 // statistics, unchanged.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+#include <torch/nn/modules/batchnorm.h>
+
 namespace cifar::dist {
 
 class Group;
 
-// Routes the model's batch norms through the group (null: back to local batch norm).
-void use_sync_batch_norm(Group* group);
+// The group whose ranks sync_batch_norm() reduces over (null: none, and it runs local batch norm).
+void set_sync_batch_norm_group(Group* group);
+// `bn` applied to `x` with the global batch's statistics in training mode; local batch norm otherwise. It has
+// the model's batch-norm override signature (model::set_batch_norm_override), which the trainer installs.
+at::Tensor sync_batch_norm(torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x);
 
 }  // namespace cifar::dist

@@ -119,12 +119,19 @@ std::string name_of(const std::vector<std::string>& names, int64_t c) {
 
 void write_confusion_csv(const std::string& path, const Report& r, const std::vector<std::string>& names) {
   std::string out = "true\\predicted";
-  for (int64_t c = 0; c < r.num_classes; ++c) out += "," + csv_field(name_of(names, c));
-  out += "\n";
+  // Appended piece by piece: GCC 12 warns (wrongly, -Wstringop-overflow) about "," + std::string temporaries.
+  for (int64_t c = 0; c < r.num_classes; ++c) {
+    out += ',';
+    out += csv_field(name_of(names, c));
+  }
+  out += '\n';
   for (int64_t i = 0; i < r.num_classes; ++i) {
     out += csv_field(name_of(names, i));
-    for (int64_t j = 0; j < r.num_classes; ++j) out += "," + std::to_string(r.confusion[i * r.num_classes + j]);
-    out += "\n";
+    for (int64_t j = 0; j < r.num_classes; ++j) {
+      out += ',';
+      out += std::to_string(r.confusion[i * r.num_classes + j]);
+    }
+    out += '\n';
   }
   fs::write_atomic(path, out);
 }

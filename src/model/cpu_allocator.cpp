@@ -12,7 +12,7 @@
 #include <new>
 #include <unordered_map>
 
-#include "common/torch_compat.h"
+#include "model/torch_compat.h"
 
 namespace cifar::model {
 

@@ -7,7 +7,7 @@
 #include <fmt/ranges.h>
 
 #include "common/error.h"
-#include "common/torch_compat.h"
+#include "model/torch_compat.h"
 
 namespace cifar::model {
 

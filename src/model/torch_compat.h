@@ -1,5 +1,6 @@
 // The one place where LibTorch 1.13 (Debian) and 2.x (pip wheels, CUDA) differ for this project:
-// autocast switches. Include only from translation units that use LibTorch.
+// autocast switches. Include only from translation units that use LibTorch; it lives in cifar_model, on which
+// every library that needs it (model, eval, dist, train) builds.
 #pragma once
 #include <ATen/autocast_mode.h>
 #include <c10/core/DeviceType.h>

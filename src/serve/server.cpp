@@ -25,7 +25,7 @@
 #include "model/artifact.h"
 #include "serve/assets.h"
 #include "serve/codec.h"
-#include "serve/http.h"
+#include "serve/http_server.h"
 #include "serve/metrics.h"
 
 namespace cifar::serve {

@@ -16,7 +16,7 @@
 #include "common/log.h"
 #include "common/rng.h"
 #include "common/signals.h"
-#include "common/torch_compat.h"
+#include "model/torch_compat.h"
 #include "data/device_augment.h"
 #include "data/loader.h"
 #include "data/transforms.h"
@@ -82,13 +82,17 @@ struct FreezeBnStats {
   std::vector<std::pair<torch::nn::BatchNorm2dImpl*, double>> saved;
 };
 
-// Sync batch norm only for the duration of fit().
+// Sync batch norm only for the duration of fit(): the model's batch norms go through dist's.
 struct SyncBnScope {
   explicit SyncBnScope(dist::Group* g) : on(g != nullptr) {
-    if (on) dist::use_sync_batch_norm(g);
+    if (!on) return;
+    dist::set_sync_batch_norm_group(g);
+    model::set_batch_norm_override(&dist::sync_batch_norm);
   }
   ~SyncBnScope() {
-    if (on) dist::use_sync_batch_norm(nullptr);
+    if (!on) return;
+    model::set_batch_norm_override(nullptr);
+    dist::set_sync_batch_norm_group(nullptr);
   }
   bool on;
 };

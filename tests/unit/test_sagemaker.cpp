@@ -13,6 +13,7 @@
 #include "common/config.h"
 #include "common/error.h"
 #include "common/fsutil.h"
+#include "data/channels.h"
 #include "data/cifar.h"
 #include "data/classes.h"
 #include "support/synth.h"
@@ -26,6 +27,13 @@ namespace stdfs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+// The job's channels as the data layer takes them (cli/train.cpp does the same).
+std::vector<data::InputChannel> input_channels(const sm::TrainingEnv& env) {
+  std::vector<data::InputChannel> out;
+  for (const auto& c : env.channels) out.push_back({c.name, c.dir, c.input_mode, c.env_name});
+  return out;
+}
+
 
 // Sets environment variables for one test and restores them afterwards.
 class Env {
@@ -226,7 +234,7 @@ TEST(SageMaker, TrainAndTestChannelsAreLinkedIntoADataSet) {
   write_split(base + "/input/data/train/cifar-100-binary/train.bin", 40);
   write_split(base + "/input/data/test/test.bin", 20);
   const std::string scratch = temp_dir("sm-scratch");
-  const auto settings = sm::channel_settings(sm::read_training_env(base), scratch);
+  const auto settings = data::channel_settings(input_channels(sm::read_training_env(base)), scratch);
   ASSERT_EQ(settings.size(), 1u);
   EXPECT_EQ(settings[0].key, "data_dir");
   const data::Dataset ds = data::read_dataset(settings[0].value);
@@ -245,7 +253,7 @@ TEST(SageMaker, OneChannelWithTheArchiveOrTheExtractedSet) {
   env.unset("SM_CHANNEL_TRAINING");
   const std::string base = make_layout("arch", "{}");
   write(base + "/input/data/training/cifar-100-binary.tar.gz", "x");
-  auto s = sm::channel_settings(sm::read_training_env(base), temp_dir("sm-s1"));
+  auto s = data::channel_settings(input_channels(sm::read_training_env(base)), temp_dir("sm-s1"));
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].key, "archive");
   EXPECT_EQ(s[0].value, base + "/input/data/training/cifar-100-binary.tar.gz");
@@ -256,12 +264,12 @@ TEST(SageMaker, OneChannelWithTheArchiveOrTheExtractedSet) {
   write_split(d + "/test.bin", 10);
   write(d + "/fine_label_names.txt", "a\n");
   write(d + "/coarse_label_names.txt", "b\n");
-  s = sm::channel_settings(sm::read_training_env(base2), temp_dir("sm-s2"));
+  s = data::channel_settings(input_channels(sm::read_training_env(base2)), temp_dir("sm-s2"));
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].key, "data_dir");
   EXPECT_EQ(s[0].value, d);
 
-  EXPECT_TRUE(sm::channel_settings(sm::read_training_env(make_layout("none", "{}")), temp_dir("sm-s3")).empty());
+  EXPECT_TRUE(data::channel_settings(input_channels(sm::read_training_env(make_layout("none", "{}"))), temp_dir("sm-s3")).empty());
 }
 
 TEST(SageMaker, ChannelProblemsAreNamed) {
@@ -269,7 +277,7 @@ TEST(SageMaker, ChannelProblemsAreNamed) {
   for (const char* k : {"SM_CHANNEL_TRAIN", "SM_CHANNEL_TEST", "SM_CHANNEL_A", "SM_CHANNEL_B"}) env.unset(k);
   const std::string scratch = temp_dir("sm-sp");
   auto problem = [&](const std::string& base) {
-    return error_of([&] { (void)sm::channel_settings(sm::read_training_env(base), scratch); });
+    return error_of([&] { (void)data::channel_settings(input_channels(sm::read_training_env(base)), scratch); });
   };
   // Pipe mode.
   std::string base = make_layout("pipe", "{}", R"({"train": {"TrainingInputMode": "Pipe"}})");
